@@ -1,0 +1,137 @@
+"""BEIR's dense-model interface, met once for every retriever in the package.
+
+BEIR's searchers call ``encode_queries(queries, batch_size, **kw)`` and
+``encode_corpus(corpus, batch_size, **kw)``. Exact search passes ``show_progress_bar`` and
+``convert_to_tensor``; the faiss searchers pass ``normalize_embeddings`` and expect float32 numpy.
+:class:`DenseRetriever` honours all three and returns float32 numpy unless a tensor is asked for.
+
+Subclasses only say how a batch of texts becomes vectors on each side (:meth:`_encode_texts`);
+batching, length sorting, devices and progress bars are sentence-transformers' own ``encode``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+
+from ..errors import ConfigError
+
+QUERY = "query"
+PASSAGE = "passage"
+SIDES = (QUERY, PASSAGE)
+
+
+def passage_text(doc: Mapping[str, Any] | str) -> str:
+    """Join a BEIR corpus entry into one string: ``title + " " + text`` as BEIR's SentenceBERT does.
+
+    Missing or ``None`` titles (and texts) are treated as empty.
+    """
+    if isinstance(doc, str):
+        return doc
+    title = doc.get("title") or ""
+    text = doc.get("text") or ""
+    return f"{title} {text}".strip() if title else text
+
+
+class DenseRetriever:
+    """A BEIR dense model over a sentence-transformers pipeline.
+
+    Args:
+        model: the sentence-transformers pipeline (transformer, pooling, optional normalize).
+        score_function: ``"dot"`` or ``"cos_sim"``, what BEIR's searchers should rank by.
+        max_seq_length: overrides the pipeline's maximum input length when given.
+    """
+
+    #: the method name written into saved configs; subclasses override.
+    method = "sentence-transformers"
+
+    def __init__(self, model: SentenceTransformer, score_function: str = "dot", max_seq_length: int | None = None):
+        if score_function not in ("dot", "cos_sim"):
+            raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {score_function!r}")
+        self.model = model
+        self.score_function = score_function
+        if max_seq_length is not None:
+            self.model.max_seq_length = int(max_seq_length)
+
+    # ------------------------------------------------------------------ BEIR interface
+    def encode_queries(self, queries: Sequence[str], batch_size: int = 32, **kwargs) -> np.ndarray | torch.Tensor:
+        """Encode queries. Returns ``(len(queries), dim)`` float32 numpy, or a tensor if asked."""
+        return self.encode(list(queries), side=QUERY, batch_size=batch_size, **kwargs)
+
+    def encode_corpus(
+        self, corpus: Sequence[Mapping[str, Any] | str] | Mapping[str, Sequence[str]], batch_size: int = 32, **kwargs
+    ) -> np.ndarray | torch.Tensor:
+        """Encode passages given as BEIR dicts (``title``/``text``), strings, or a dict of columns.
+
+        Returns ``(len(corpus), dim)`` float32 numpy, or a tensor if asked.
+        """
+        if isinstance(corpus, Mapping):  # BEIR also passes {"title": [...], "text": [...]}
+            titles = corpus.get("title") or [""] * len(corpus["text"])
+            corpus = [{"title": t, "text": x} for t, x in zip(titles, corpus["text"])]
+        texts = [passage_text(doc) for doc in corpus]
+        return self.encode(texts, side=PASSAGE, batch_size=batch_size, **kwargs)
+
+    # ------------------------------------------------------------------ shared machinery
+    def encode(
+        self,
+        texts: list[str],
+        side: str,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        convert_to_tensor: bool = False,
+        normalize_embeddings: bool = False,
+        **kwargs,
+    ) -> np.ndarray | torch.Tensor:
+        """Encode ``texts`` on ``side`` (``"query"`` or ``"passage"``); shape ``(len(texts), dim)``."""
+        if side not in SIDES:
+            raise ConfigError(f"side must be one of {SIDES}, got {side!r}")
+        dim = self.model.get_embedding_dimension()
+        if not texts:
+            empty = torch.zeros(0, dim) if convert_to_tensor else np.zeros((0, dim), dtype=np.float32)
+            return empty
+        with self.encoding_side(side):
+            out = self.model.encode(
+                texts,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                convert_to_tensor=convert_to_tensor,
+                normalize_embeddings=normalize_embeddings,
+            )
+        if convert_to_tensor:
+            return out.float()
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    @contextlib.contextmanager
+    def encoding_side(self, side: str) -> Iterator[None]:
+        """Context in which the pipeline encodes ``side``; the base class is symmetric."""
+        yield
+
+    def embed(self, features: dict[str, torch.Tensor], side: str) -> torch.Tensor:
+        """Differentiable forward of tokenised ``features``: ``(batch, dim)`` sentence embeddings."""
+        with self.encoding_side(side):
+            return self.model(features)["sentence_embedding"]
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise ``texts`` with the pipeline's tokenizer and maximum length, on the model's device."""
+        features = self.model.preprocess(texts)
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in features.items()}
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def to(self, device: str | torch.device) -> DenseRetriever:
+        self.model.to(device)
+        return self
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(method={self.method!r}, score_function={self.score_function!r})"

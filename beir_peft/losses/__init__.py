@@ -1,0 +1,5 @@
+"""Losses: subclasses of sentence-transformers losses, one per file, each citing its paper."""
+
+from .dual_encoder_mnrl import DualEncoderMNRLoss
+
+__all__ = ["DualEncoderMNRLoss"]

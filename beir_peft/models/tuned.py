@@ -1,0 +1,298 @@
+"""Dual-encoder retrievers that differ only in *which* parameters are trained.
+
+Tam et al. 2022 (seed 000), section 4.2 and Table 1 compare, on one backbone and one training
+recipe: full fine-tuning (``ft``), P-Tuning v2 deep prompts (``pt2-dpr``), input-layer prompt
+tuning (``prompt``, Lester et al. 2021), BitFit (``bitfit``, Zaken et al. 2022) and, here, LoRA
+(``lora``, Hu et al. 2021, through peft). :class:`TunedRetriever` builds any of them around one
+frozen sentence-transformers backbone; :class:`PT2DPR` is the paper's method with its options.
+
+Prompt methods keep separate query and passage prompts over the *same* frozen backbone (the
+authors' DPR code); weight methods (``ft``, ``bitfit``, ``lora``) tune one shared (siamese)
+encoder, as sentence-transformers models are trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..encoders.backbone import (
+    DEFAULT_BACKBONE,
+    backbone_fingerprint,
+    check_fingerprint,
+    hf_model,
+    load_backbone,
+    pooling_mode,
+    set_pooling,
+)
+from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text
+from ..encoders.input_prompt import InputPromptHost
+from ..errors import ArtifactError, ConfigError
+from .base import PASSAGE, QUERY, SIDES, DenseRetriever
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft")
+PROMPT_METHODS = ("pt2-dpr", "prompt")
+SHARED = "shared"
+
+
+@dataclass
+class TunedConfig:
+    """Everything needed to rebuild a tuned retriever on its backbone (saved as ``config.json``).
+
+    Prompt options apply to ``pt2-dpr`` and ``prompt``; ``lora_*`` to ``lora``.
+    Defaults are the recipe documented in docs/pt2_dpr.md (the paper's values are noted per field).
+    """
+
+    method: str = "pt2-dpr"
+    backbone: str = DEFAULT_BACKBONE
+    pooling: str | None = None  # None: the backbone's own (MiniLM: mean; paper's BERT DPR: cls)
+    score_function: str = "dot"  # paper: inner product
+    max_seq_length: int | None = None  # None: the backbone's own (MiniLM: 256; paper: 256)
+    # --- prompts (pt2-dpr, prompt)
+    prefix_length: int = 32  # paper: 100 (code: 64)
+    prefix_dropout: float = 0.1  # paper: 0.1
+    share_prompts: bool = False  # paper's code: separate query / passage prefixes
+    projection: bool = False  # prefix-tuning's reparameterisation MLP; P-Tuning v2: off
+    projection_hidden: int = 512
+    gate: bool = True  # zero-initialised gate (beir_peft's recipe); paper: no gate
+    init: str = "text"  # "text": backbone's own keys/values of real text; "random": N(0, init_std)
+    init_std: float = 1.0  # P-Tuning v2's nn.Embedding prefix starts at N(0, 1)
+    init_text: str | None = None
+    shift_positions: bool = False  # peft shifts; the authors' code does not
+    # --- LoRA
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    # --- identity of the backbone the weights belong to (filled in when built)
+    backbone_fingerprint: str | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.init not in ("text", "random"):
+            raise ConfigError(f"init must be 'text' or 'random', got {self.init!r}")
+        if self.score_function not in ("dot", "cos_sim"):
+            raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {self.score_function!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> TunedConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ArtifactError(f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever")
+        return cls(**data)
+
+
+class TunedRetriever(DenseRetriever):
+    """A frozen backbone plus the trained part named by ``config.method``.
+
+    ``retriever.module`` is the ``nn.Module`` that owns every trainable parameter (hand it to an
+    optimizer, to ``accelerate``, or to DDP); ``retriever.trainable_state_dict()`` is exactly what a
+    saved folder stores.
+    """
+
+    def __init__(self, config: TunedConfig, backbone_model=None):
+        model = backbone_model if backbone_model is not None else load_backbone(config.backbone)
+        set_pooling(model, config.pooling)
+        super().__init__(model, score_function=config.score_function, max_seq_length=config.max_seq_length)
+        self.config = config
+        self.method = config.method
+        if config.backbone_fingerprint is None:
+            config.backbone_fingerprint = backbone_fingerprint(model)
+        else:
+            check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
+        self.prompts = nn.ModuleDict()
+        self._host: DeepPromptHost | InputPromptHost | None = None
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        getattr(self, f"_build_{config.method.replace('-', '_')}")()
+        self.module = _RetrieverModule(self)
+
+    # ------------------------------------------------------------------ construction per method
+    def _prompt_sides(self) -> tuple[str, ...]:
+        return (SHARED,) if self.config.share_prompts else SIDES
+
+    def _build_pt2_dpr(self) -> None:
+        cfg = self.config
+        self._host = DeepPromptHost(hf_model(self.model), shift_positions=cfg.shift_positions)
+        init_kv = None
+        if cfg.init == "text" and not cfg.projection:
+            init_kv = self._text_activations(cfg.init_text or default_init_text(), cfg.prefix_length)
+        for side in self._prompt_sides():
+            prompt = self._host.new_prompt(
+                length=cfg.prefix_length,
+                dropout=cfg.prefix_dropout,
+                projection=cfg.projection,
+                projection_hidden=cfg.projection_hidden,
+                gate=cfg.gate,
+                init_std=cfg.init_std,
+            )
+            if init_kv is not None:
+                prompt.init_from_activations(*init_kv)
+            self.prompts[side] = prompt.to(self.device)
+
+    def _text_activations(self, text: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone keys/values of ``text``, repeated until it covers ``length`` tokens (CLS/SEP dropped)."""
+        tokenizer = self.model.tokenizer
+        words = max(1, len(text.split()))
+        repeated = " ".join([text] * (length // words + 1))
+        encoded = tokenizer(repeated, truncation=True, max_length=min(length + 2, 512), return_tensors="pt")
+        features = {k: v.to(self.device) for k, v in encoded.items()}
+        keys, values = self._host.activations_of(features)
+        return keys[:, :, 1 : length + 1].cpu(), values[:, :, 1 : length + 1].cpu()
+
+    def _build_prompt(self) -> None:
+        self._host = InputPromptHost(self.model[0], hf_model(self.model))
+        for side in self._prompt_sides():
+            self.prompts[side] = self._host.new_prompt(self.config.prefix_length).to(self.device)
+
+    def _build_bitfit(self) -> None:
+        for name, parameter in hf_model(self.model).named_parameters():
+            if name.endswith(".bias"):
+                parameter.requires_grad_(True)
+
+    def _build_ft(self) -> None:
+        for parameter in hf_model(self.model).parameters():
+            parameter.requires_grad_(True)
+
+    def _build_lora(self) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        cfg = self.config
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_targets))
+        try:
+            inject_adapter_in_model(lora, hf_model(self.model))
+        except ValueError as exc:
+            raise ConfigError(f"LoRA targets {cfg.lora_targets} do not match the backbone: {exc}") from exc
+        for name, parameter in hf_model(self.model).named_parameters():
+            parameter.requires_grad_("lora_" in name)
+
+    # ------------------------------------------------------------------ encoding
+    @contextlib.contextmanager
+    def encoding_side(self, side: str) -> Iterator[None]:
+        if self._host is None:
+            yield
+            return
+        prompt = self.prompts[SHARED if self.config.share_prompts else side]
+        with self._host.use(prompt):
+            yield
+
+    # ------------------------------------------------------------------ trainable state
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def total_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained tensors, under names stable across save/load."""
+        return {name: p.detach() for name, p in self.module.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], where: str = "weights") -> None:
+        """Load trained tensors strictly: every expected name present with its exact shape, nothing extra."""
+        expected = dict(self.module.named_parameters())
+        expected = {k: v for k, v in expected.items() if v.requires_grad}
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing {len(missing)} tensor(s) (e.g. {missing[0]})")
+            if unexpected:
+                parts.append(f"unexpected {len(unexpected)} tensor(s) (e.g. {unexpected[0]})")
+            raise ArtifactError(f"{where}: does not fit a {self.method} retriever on this backbone: {'; '.join(parts)}")
+        for name, tensor in state.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise ArtifactError(
+                    f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)}"
+                )
+        with torch.no_grad():
+            for name, tensor in state.items():
+                expected[name].copy_(tensor.to(expected[name].dtype))
+
+    def save(self, path, **card) -> None:
+        """Write a retriever folder (config.json, weights.safetensors, README.md) atomically."""
+        from ..artifacts import save_retriever
+
+        save_retriever(self, path, **card)
+
+    def describe(self) -> str:
+        return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
+
+
+class _RetrieverModule(nn.Module):
+    """The retriever as one ``nn.Module``: ``forward(features, side) -> (batch, dim)`` embeddings.
+
+    Training goes through this module so that DDP / accelerate see (and synchronise) every
+    trainable parameter: the backbone's and the prompts'.
+    """
+
+    def __init__(self, retriever: TunedRetriever):
+        super().__init__()
+        self.backbone = retriever.model
+        self.prompts = retriever.prompts
+        self._retriever = [retriever]  # a list, so nn.Module does not register a cycle
+
+    def forward(self, features: dict[str, torch.Tensor], side: str) -> torch.Tensor:
+        return self._retriever[0].embed(features, side)
+
+
+class PT2DPR(TunedRetriever):
+    """P-Tuning v2 dense passage retriever (Tam et al. 2022, section 4.2; appendix B.1).
+
+    Deep prompts (trainable key/value prefixes on every layer) over a frozen backbone; separate
+    query and passage prefixes by default; dot-product score; pooling ``cls`` or ``mean``
+    (default: the backbone's own). ``PT2DPR()`` builds an untrained model on
+    ``sentence-transformers/all-MiniLM-L6-v2`` (the installed offline copy when there is one).
+
+    The paper's exact setting is ``PT2DPR(backbone="bert-base-uncased", pooling="cls",
+    prefix_length=100, gate=False, init="random")``; the defaults here are the recipe that works on
+    a strong pretrained retriever, with the evidence in docs/results.md.
+
+    Example::
+
+        from beir.retrieval.evaluation import EvaluateRetrieval
+        from beir.retrieval.search.dense import DenseRetrievalExactSearch as DRES
+        from beir_peft import PT2DPR
+
+        model = PT2DPR()
+        retriever = EvaluateRetrieval(DRES(model, batch_size=64), score_function="dot")
+    """
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, config: TunedConfig | None = None, backbone_model=None, **options):
+        if config is None:
+            config = _config("pt2-dpr", backbone, options)
+        super().__init__(config, backbone_model)
+
+
+def _config(method: str, backbone: str, options: dict[str, Any]) -> TunedConfig:
+    names = {f.name for f in dataclasses.fields(TunedConfig)} - {"method", "backbone"}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) for {method}: {', '.join(unknown)}")
+    return TunedConfig(method=method, backbone=backbone, **options)
+
+
+def build_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options) -> TunedRetriever:
+    """Any of :data:`METHODS` on ``backbone``; unknown options raise :class:`ConfigError`."""
+    config = _config(method, backbone, options)
+    return PT2DPR(config=config) if method == "pt2-dpr" else TunedRetriever(config)
+
+
+__all__ = ["METHODS", "PASSAGE", "PROMPT_METHODS", "PT2DPR", "QUERY", "TunedConfig", "TunedRetriever", "build_retriever", "pooling_mode"]

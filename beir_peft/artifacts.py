@@ -12,13 +12,13 @@ Only safetensors and JSON are read; nothing is unpickled.
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactError
-from .io import atomic_directory, save_safetensors_atomic, write_json_atomic, write_text_atomic
+from .io import save_safetensors_atomic, write_json_atomic, write_text_atomic
+from .versions import library_versions
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
@@ -40,34 +40,18 @@ def register_loader(*methods: str):
     return decorate
 
 
-def library_versions() -> dict[str, str]:
-    import beir
-    import peft
-    import sentence_transformers
-    import torch
-    import transformers
-
-    from . import __version__
-
-    return {
-        "beir_peft": __version__,
-        "beir": getattr(beir, "__version__", "unknown"),
-        "sentence-transformers": sentence_transformers.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def is_retriever_folder(path: str | Path) -> bool:
     path = Path(path)
     return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
 
 
-def save_retriever(retriever, path: str | Path, training: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> Path:
-    """Write ``retriever`` to ``path`` atomically; returns the folder.
+def save_retriever(
+    retriever, path: str | Path, training: dict[str, Any] | None = None, results: dict[str, Any] | None = None
+) -> Path:
+    """Write ``retriever`` to ``path``; returns the folder.
 
+    Each file is written atomically and ``config.json`` last, so a folder that has a config is
+    complete; other content of ``path`` (a training run's ``checkpoints/``) is left alone.
     ``training`` (hyper-parameters, data, time) and ``results`` (metrics) go into the config and
     the model card.
     """
@@ -80,10 +64,14 @@ def save_retriever(retriever, path: str | Path, training: dict[str, Any] | None 
         "training": training or {},
         "versions": library_versions(),
     }
-    with atomic_directory(path) as tmp:
-        save_safetensors_atomic(retriever.trainable_state_dict(), tmp / WEIGHTS_NAME, metadata={"method": retriever.method})
-        write_json_atomic(tmp / CONFIG_NAME, config)
-        write_text_atomic(tmp / CARD_NAME, model_card(config, results))
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"{path}: exists and is not a folder")
+    (path / CONFIG_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new config lands
+    save_safetensors_atomic(
+        retriever.trainable_state_dict(), path / WEIGHTS_NAME, metadata={"method": retriever.method}
+    )
+    write_text_atomic(path / CARD_NAME, model_card(config, results))
+    write_json_atomic(path / CONFIG_NAME, config)
     return path
 
 
@@ -92,7 +80,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ArtifactError(f"{path}: no such model folder")
     if not path.is_dir():
-        raise ArtifactError(f"{path}: not a folder (a saved retriever is a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise ArtifactError(
+            f"{path}: not a folder (a saved retriever is a folder with {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     config_path = path / CONFIG_NAME
     if not config_path.is_file():
         raise ArtifactError(f"{path}: missing {CONFIG_NAME}; not a beir_peft retriever folder")
@@ -104,7 +94,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{config_path}: no 'method' field; not a beir_peft retriever config")
     version = config.get("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(f"{config_path}: format_version {version} is newer than this beir_peft understands ({FORMAT_VERSION})")
+        raise ArtifactError(
+            f"{config_path}: format_version {version} is newer than this beir_peft understands ({FORMAT_VERSION})"
+        )
     return config
 
 
@@ -157,7 +149,9 @@ def model_card(config: dict[str, Any], results: dict[str, Any] | None = None) ->
     ]
     training = config.get("training") or {}
     if training:
-        lines += ["", "## Training", ""] + [f"- {k}: {v}" for k, v in training.items() if not isinstance(v, (dict, list))]
+        lines += ["", "## Training", ""] + [
+            f"- {k}: {v}" for k, v in training.items() if not isinstance(v, (dict, list))
+        ]
     if results:
         lines += ["", "## Results", ""] + [f"- {k}: {v}" for k, v in results.items()]
     lines += ["", f"Written by beir_peft {config.get('versions', {}).get('beir_peft', '')}.", ""]

@@ -213,10 +213,7 @@ def _looked_in(name: str) -> str:
 
 
 def _how_to_point(name: str) -> str:
-    return (
-        f"point at a local copy with --dataset /path/to/{name} "
-        f"or export {ENV_DATA}=/folder/with/datasets"
-    )
+    return f"point at a local copy with --dataset /path/to/{name} or export {ENV_DATA}=/folder/with/datasets"
 
 
 def _find_named(name: str, download: bool) -> Path:
@@ -276,9 +273,10 @@ def _fetch(url: str, dest: Path, name: str) -> None:
         response.raise_for_status()
         total = int(response.headers.get("content-length") or 0) or None
         written = 0
-        with open(dest, "wb") as handle, tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {name}"
-        ) as bar:
+        with (
+            open(dest, "wb") as handle,
+            tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {name}") as bar,
+        ):
             for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
                 handle.write(chunk)
                 written += len(chunk)
@@ -357,7 +355,9 @@ def _record_id(obj: dict, path: Path, lineno: int) -> str:
         raise DatasetError(f"{path} line {lineno}: missing '_id' field")
     value = obj["_id"]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise DatasetError(f"{path} line {lineno}: '_id' must be a string or integer, got {_json_type(value)}")
+        raise DatasetError(
+            f"{path} line {lineno}: '_id' must be a string or integer, got {_json_type(value)}"
+        )
     record_id = str(value)
     if not record_id.strip():
         raise DatasetError(f"{path} line {lineno}: empty '_id'")

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import pytrec_eval
@@ -26,6 +24,7 @@ from beir.retrieval.evaluation import EvaluateRetrieval
 from .errors import ConfigError, DatasetError
 from .io import atomic_open, write_json_atomic
 from .search import make_search, model_description
+from .versions import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -175,31 +174,6 @@ def evaluate_retriever(
         timings={"search": searched - start, "evaluate": done - searched, "total": done - start},
         versions=library_versions(),
     )
-
-
-def _version(*distributions: str) -> str:
-    for name in distributions:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "not installed"
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the numbers, and of Python."""
-    from . import __version__
-
-    return {
-        "beir_peft": __version__,
-        "beir": _version("beir"),
-        "sentence-transformers": _version("sentence-transformers"),
-        "transformers": _version("transformers"),
-        "torch": _version("torch"),
-        "faiss": _version("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11", "faiss"),
-        "pytrec_eval": _version("pytrec-eval-terrier", "pytrec_eval"),
-        "python": platform.python_version(),
-    }
 
 
 def write_run_file(results: Run, path: str | os.PathLike, run_name: str = "beir_peft") -> None:

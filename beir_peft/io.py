@@ -46,7 +46,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Non
         handle.write("\n")
 
 
-def save_safetensors_atomic(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors_atomic(
+    tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """``safetensors.torch.save_file`` through a temporary file."""
     from safetensors.torch import save_file
 

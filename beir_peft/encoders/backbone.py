@@ -59,7 +59,11 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str | None = Non
         return SentenceTransformer(resolved, device=device)
     except (OSError, ValueError) as exc:
         hint = ""
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+        if (
+            os.environ.get("HF_HUB_OFFLINE") == "1"
+            or "offline" in str(exc).lower()
+            or "connect" in str(exc).lower()
+        ):
             hint = " (no network: pass a local folder, or a model whose weights are cached)"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"cannot load model {name_or_path!r}{hint}: {first_line}") from exc

@@ -86,7 +86,9 @@ class DeepPrompt(nn.Module):
             hidden = num_heads * head_dim
             self.embedding = nn.Parameter(torch.randn(length, hidden) * init_std)
             self.mlp = nn.Sequential(
-                nn.Linear(hidden, projection_hidden), nn.Tanh(), nn.Linear(projection_hidden, num_layers * 2 * hidden)
+                nn.Linear(hidden, projection_hidden),
+                nn.Tanh(),
+                nn.Linear(projection_hidden, num_layers * 2 * hidden),
             )
         else:
             self.key = nn.Parameter(torch.randn(shape) * init_std)
@@ -117,7 +119,9 @@ class DeepPrompt(nn.Module):
         ``length`` positions are copied.
         """
         if self.projection:
-            raise ConfigError("init from text is only available without the reparameterisation MLP (projection=False)")
+            raise ConfigError(
+                "init from text is only available without the reparameterisation MLP (projection=False)"
+            )
         if keys.shape[2] < self.length:
             raise ConfigError(f"init text gives {keys.shape[2]} tokens, the prefix needs {self.length}")
         self.key.copy_(keys[:, :, : self.length])
@@ -170,7 +174,11 @@ AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
     """The self-attention modules that dispatch through the attention interface, in layer order."""
-    found = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "scaling") and m.layer_idx is not None]
+    found = [
+        m
+        for m in model.modules()
+        if hasattr(m, "layer_idx") and hasattr(m, "scaling") and m.layer_idx is not None
+    ]
     found = [m for m in found if not getattr(m, "is_cross_attention", False)]
     return sorted(found, key=lambda m: m.layer_idx)
 
@@ -237,7 +245,9 @@ class DeepPromptHost:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         reference = input_ids if input_ids is not None else kwargs["inputs_embeds"][..., 0]
         seq = reference.shape[1]
-        kwargs["position_ids"] = torch.arange(prompt.length, prompt.length + seq, device=reference.device).unsqueeze(0)
+        kwargs["position_ids"] = torch.arange(
+            prompt.length, prompt.length + seq, device=reference.device
+        ).unsqueeze(0)
         return args, kwargs
 
     @torch.no_grad()
@@ -253,7 +263,9 @@ class DeepPromptHost:
             for name in ("key", "value"):
                 linear = getattr(module, name, None)
                 if linear is None:
-                    raise ConfigError(f"{type(module).__name__} has no '{name}' projection to initialise a prefix from")
+                    raise ConfigError(
+                        f"{type(module).__name__} has no '{name}' projection to initialise a prefix from"
+                    )
 
                 def hook(_m, _i, out, idx=module.layer_idx, kind=name):
                     captured[(idx, kind)] = out
@@ -261,14 +273,22 @@ class DeepPromptHost:
                 handles.append(linear.register_forward_hook(hook))
         try:
             with self.use(None):
-                self.model(**{k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+                self.model(
+                    **{
+                        k: v
+                        for k, v in features.items()
+                        if k in ("input_ids", "attention_mask", "token_type_ids")
+                    }
+                )
         finally:
             for handle in handles:
                 handle.remove()
 
         def stack(kind: str) -> torch.Tensor:
             per_layer = [captured[(i, kind)][0] for i in range(self.num_layers)]  # (seq, hidden)
-            return torch.stack([t.view(t.shape[0], self.num_heads, self.head_dim).transpose(0, 1) for t in per_layer])
+            return torch.stack(
+                [t.view(t.shape[0], self.num_heads, self.head_dim).transpose(0, 1) for t in per_layer]
+            )
 
         return stack("key"), stack("value")
 

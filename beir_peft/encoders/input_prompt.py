@@ -30,7 +30,9 @@ class InputPrompt(nn.Module):
         if length < 1:
             raise ConfigError(f"prompt length must be >= 1, got {length}")
         self.length = length
-        self.embedding = nn.Parameter(init.clone() if init is not None else torch.randn(length, hidden_size) * 0.02)
+        self.embedding = nn.Parameter(
+            init.clone() if init is not None else torch.randn(length, hidden_size) * 0.02
+        )
 
     def extra_repr(self) -> str:
         return f"length={self.length}, hidden={self.embedding.shape[1]}"
@@ -84,11 +86,17 @@ class InputPromptHost:
         mask = features.get("attention_mask")
         if mask is None:
             mask = torch.ones(batch, seq, dtype=torch.long, device=input_ids.device)
-        self._stash = {"input_ids": input_ids, "attention_mask": features.get("attention_mask"), "token_type_ids": features.get("token_type_ids")}
+        self._stash = {
+            "input_ids": input_ids,
+            "attention_mask": features.get("attention_mask"),
+            "token_type_ids": features.get("token_type_ids"),
+        }
         features["attention_mask"] = torch.cat([mask.new_ones(batch, prompt.length), mask], dim=1)
         token_types = features.get("token_type_ids")
         if token_types is not None:
-            features["token_type_ids"] = torch.cat([token_types.new_zeros(batch, prompt.length), token_types], dim=1)
+            features["token_type_ids"] = torch.cat(
+                [token_types.new_zeros(batch, prompt.length), token_types], dim=1
+            )
         # Real tokens keep positions 0..seq-1; the prompt shares position 0 (its embedding absorbs it).
         positions = torch.arange(seq, device=input_ids.device)
         features["position_ids"] = torch.cat([positions.new_zeros(prompt.length), positions]).unsqueeze(0)

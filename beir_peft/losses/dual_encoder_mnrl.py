@@ -46,9 +46,13 @@ class DualEncoderMNRLoss(MultipleNegativesRankingLoss):
         similarity_fct: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = dot_score,
         gather_across_devices: bool = False,
     ):
-        super().__init__(model, scale=scale, similarity_fct=similarity_fct, gather_across_devices=gather_across_devices)
+        super().__init__(
+            model, scale=scale, similarity_fct=similarity_fct, gather_across_devices=gather_across_devices
+        )
 
-    def forward(self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         features = list(sentence_features)
         embeddings = [self.model(features[0], QUERY)] + [self.model(f, PASSAGE) for f in features[1:]]
         return self.compute_loss_from_embeddings(embeddings, labels)

@@ -50,7 +50,9 @@ class DenseRetriever:
     #: the method name written into saved configs; subclasses override.
     method = "sentence-transformers"
 
-    def __init__(self, model: SentenceTransformer, score_function: str = "dot", max_seq_length: int | None = None):
+    def __init__(
+        self, model: SentenceTransformer, score_function: str = "dot", max_seq_length: int | None = None
+    ):
         if score_function not in ("dot", "cos_sim"):
             raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {score_function!r}")
         self.model = model
@@ -59,12 +61,17 @@ class DenseRetriever:
             self.model.max_seq_length = int(max_seq_length)
 
     # ------------------------------------------------------------------ BEIR interface
-    def encode_queries(self, queries: Sequence[str], batch_size: int = 32, **kwargs) -> np.ndarray | torch.Tensor:
+    def encode_queries(
+        self, queries: Sequence[str], batch_size: int = 32, **kwargs
+    ) -> np.ndarray | torch.Tensor:
         """Encode queries. Returns ``(len(queries), dim)`` float32 numpy, or a tensor if asked."""
         return self.encode(list(queries), side=QUERY, batch_size=batch_size, **kwargs)
 
     def encode_corpus(
-        self, corpus: Sequence[Mapping[str, Any] | str] | Mapping[str, Sequence[str]], batch_size: int = 32, **kwargs
+        self,
+        corpus: Sequence[Mapping[str, Any] | str] | Mapping[str, Sequence[str]],
+        batch_size: int = 32,
+        **kwargs,
     ) -> np.ndarray | torch.Tensor:
         """Encode passages given as BEIR dicts (``title``/``text``), strings, or a dict of columns.
 
@@ -72,7 +79,7 @@ class DenseRetriever:
         """
         if isinstance(corpus, Mapping):  # BEIR also passes {"title": [...], "text": [...]}
             titles = corpus.get("title") or [""] * len(corpus["text"])
-            corpus = [{"title": t, "text": x} for t, x in zip(titles, corpus["text"])]
+            corpus = [{"title": t, "text": x} for t, x in zip(titles, corpus["text"], strict=True)]
         texts = [passage_text(doc) for doc in corpus]
         return self.encode(texts, side=PASSAGE, batch_size=batch_size, **kwargs)
 

@@ -32,7 +32,7 @@ from ..encoders.backbone import (
     pooling_mode,
     set_pooling,
 )
-from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text
+from ..encoders.deep_prompt import DeepPromptHost, default_init_text
 from ..encoders.input_prompt import InputPromptHost
 from ..errors import ArtifactError, ConfigError
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
@@ -92,7 +92,9 @@ class TunedConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ArtifactError(f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever")
+            raise ArtifactError(
+                f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever"
+            )
         return cls(**data)
 
 
@@ -172,7 +174,12 @@ class TunedRetriever(DenseRetriever):
         from peft import LoraConfig, inject_adapter_in_model
 
         cfg = self.config
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_targets))
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_targets),
+        )
         try:
             inject_adapter_in_model(lora, hf_model(self.model))
         except ValueError as exc:
@@ -216,7 +223,9 @@ class TunedRetriever(DenseRetriever):
                 parts.append(f"missing {len(missing)} tensor(s) (e.g. {missing[0]})")
             if unexpected:
                 parts.append(f"unexpected {len(unexpected)} tensor(s) (e.g. {unexpected[0]})")
-            raise ArtifactError(f"{where}: does not fit a {self.method} retriever on this backbone: {'; '.join(parts)}")
+            raise ArtifactError(
+                f"{where}: does not fit a {self.method} retriever on this backbone: {'; '.join(parts)}"
+            )
         for name, tensor in state.items():
             if tuple(tensor.shape) != tuple(expected[name].shape):
                 raise ArtifactError(
@@ -275,7 +284,14 @@ class PT2DPR(TunedRetriever):
         retriever = EvaluateRetrieval(DRES(model, batch_size=64), score_function="dot")
     """
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, *, config: TunedConfig | None = None, backbone_model=None, **options):
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        *,
+        config: TunedConfig | None = None,
+        backbone_model=None,
+        **options,
+    ):
         if config is None:
             config = _config("pt2-dpr", backbone, options)
         super().__init__(config, backbone_model)
@@ -295,4 +311,14 @@ def build_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options) ->
     return PT2DPR(config=config) if method == "pt2-dpr" else TunedRetriever(config)
 
 
-__all__ = ["METHODS", "PASSAGE", "PROMPT_METHODS", "PT2DPR", "QUERY", "TunedConfig", "TunedRetriever", "build_retriever", "pooling_mode"]
+__all__ = [
+    "METHODS",
+    "PASSAGE",
+    "PROMPT_METHODS",
+    "PT2DPR",
+    "QUERY",
+    "TunedConfig",
+    "TunedRetriever",
+    "build_retriever",
+    "pooling_mode",
+]

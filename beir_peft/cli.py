@@ -1,0 +1,196 @@
+"""The ``beir-peft`` command line: ``evaluate`` and ``train``.
+
+Every user error (a bad dataset, model folder or option) ends with one line on stderr and a
+non-zero exit status (2 for usage and input errors); tracebacks are kept for bugs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import BeirPeftError
+
+#: shown after a run on the bundled demo dataset
+NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
+
+
+def _k_values(_ctx, _param, value: str) -> list[int]:
+    try:
+        values = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,10,100, got {value!r}") from None
+    if not values or values[0] < 1:
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return values
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="beir-peft")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def cli(verbose: bool) -> None:
+    """Parameter-efficient and domain-adapted dense retrievers, evaluated with BEIR."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# ------------------------------------------------------------------------------------- evaluate
+@cli.command()
+@click.option("--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset).")
+@click.option("--split", default="test", show_default=True, help="qrels split to evaluate on.")
+@click.option("--model", "-m", default=None, help="Saved beir_peft folder or sentence-transformers model [default: all-MiniLM-L6-v2].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write metrics, config, versions and timings as JSON.")
+@click.option("--run-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the ranking as a TREC run file.")
+@click.option("--k-values", default="1,3,5,10,100,1000", show_default=True, callback=_k_values, help="Cut-offs, comma-separated.")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1), help="Encoding batch size.")
+@click.option("--search", type=click.Choice(["exact", "faiss-flat", "faiss-hnsw"]), default="exact", show_default=True)
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Save (and reuse) the faiss index here.")
+@click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
+@click.option("--keep-identical-ids", is_flag=True, help="Keep documents whose id equals the query id (BEIR drops them).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def evaluate(dataset, split, model, output, run_file, k_values, batch_size, search, index_dir, device, keep_identical_ids, quiet):
+    """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table."""
+    from .data import DEMO_DATASET, load_dataset
+    from .evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
+    from .models.loading import load_model
+
+    data = load_dataset(dataset or DEMO_DATASET, split=split)
+    retriever = load_model(model, device=device)
+    click.echo(f"{data.describe()} | model: {_describe(retriever)}", err=True)
+    result = evaluate_retriever(
+        retriever,
+        data.corpus,
+        data.queries,
+        data.qrels,
+        k_values=k_values,
+        search=search,
+        batch_size=batch_size,
+        ignore_identical_ids=not keep_identical_ids,
+        index_dir=index_dir,
+        show_progress_bar=not quiet,
+        config={"dataset": data.name, "dataset_path": str(data.path), "split": split, "model": model or "default"},
+    )
+    click.echo(format_table(result.metrics, k_values))
+    click.echo(f"{len(data.queries)} queries, {len(data.corpus)} documents, {result.timings['total']:.1f} s", err=True)
+    if output is not None:
+        write_result_json(result, output)
+        click.echo(f"wrote {output}", err=True)
+    if run_file is not None:
+        write_run_file(result.results, run_file)
+        click.echo(f"wrote {run_file}", err=True)
+    if dataset is None:
+        click.echo(
+            "This was the bundled demo dataset (a smoke test, not a benchmark). Try a real one next: "
+            + ", ".join(f"--dataset {name}" for name in NEXT_DATASETS[:3])
+            + " (downloaded from BEIR once, or set BEIR_PEFT_DATA to a folder of BEIR datasets).",
+            err=True,
+        )
+
+
+def _describe(retriever) -> str:
+    describe = getattr(retriever, "describe", None)
+    return describe() if callable(describe) else getattr(retriever, "name_or_path", type(retriever).__name__)
+
+
+# ------------------------------------------------------------------------------------- train
+TRAIN_METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft")
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--set key=value`` pairs, values parsed as JSON when they parse (numbers, booleans, lists)."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = raw
+    return options
+
+
+@cli.command()
+@click.argument("method", type=click.Choice(TRAIN_METHODS))
+@click.option("--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset).")
+@click.option("--split", default="train", show_default=True, help="qrels split whose (query, relevant passage) pairs are trained on.")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder; ends as a saved retriever.")
+@click.option("--backbone", default=None, help="Backbone model [default: sentence-transformers/all-MiniLM-L6-v2].")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", "learning_rate", default=None, type=click.FloatRange(min=0, min_open=True), help="Learning rate [default: per method].")
+@click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop after this many steps.")
+@click.option("--hard-negatives", default=0, show_default=True, type=click.IntRange(min=0), help="Mined hard negatives per query.")
+@click.option("--scale", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Loss similarity scale (1/temperature).")
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=0), help="Steps between checkpoints.")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--prefix-length", default=None, type=click.IntRange(min=1), help="Prompt length (pt2-dpr, prompt).")
+@click.option("--pooling", type=click.Choice(["cls", "mean"]), default=None, help="Pooling [default: the backbone's own].")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any other model option, e.g. --set gate=false --set init=random.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --output from its newest checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start afresh even if --output holds a run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def train(method, dataset, split, output, backbone, epochs, batch_size, learning_rate, max_steps, hard_negatives, scale, checkpoint_every, seed, prefix_length, pooling, settings, resume, overwrite, quiet):
+    """Train METHOD (pt2-dpr, prompt, bitfit, lora or ft) on a dataset split's relevance pairs."""
+    from .data import DEMO_DATASET, load_dataset
+    from .encoders.backbone import DEFAULT_BACKBONE
+    from .methods.supervised import TrainingConfig
+    from .methods.supervised import train as run_training
+    from .models.tuned import build_retriever
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    options = _options(settings)
+    if prefix_length is not None:
+        options["prefix_length"] = prefix_length
+    if pooling is not None:
+        options["pooling"] = pooling
+    config = TrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        hard_negatives=hard_negatives,
+        scale=scale,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    data = load_dataset(dataset or DEMO_DATASET, split=split)
+    import torch
+
+    torch.manual_seed(seed)  # a random prefix initialisation is part of the run
+    retriever = build_retriever(method, backbone or DEFAULT_BACKBONE, **options)
+    click.echo(f"{data.describe()} | {retriever.describe()}", err=True)
+    folder = run_training(retriever, data, output, config, resume=resume, overwrite=overwrite, show_progress_bar=not quiet)
+    click.echo(f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset {dataset or DEMO_DATASET}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI, turning user errors into one line and exit status 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cli.main(args=argv, prog_name="beir-peft", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except BeirPeftError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

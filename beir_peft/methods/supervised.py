@@ -1,0 +1,442 @@
+"""Supervised dual-encoder training on (query, relevant passage) pairs: one loop for every method.
+
+Tam et al. 2022 (seed 000), section 5 and appendix B.1 train DPR, PT2-DPR and the comparison
+variants with one recipe: DPR's in-batch negative loss (optionally with a hard negative),
+AdamW with a linear schedule after 5% warm-up. :func:`train` does that for any
+:class:`~beir_peft.models.tuned.TunedRetriever` (``pt2-dpr``, ``prompt``, ``bitfit``, ``lora``,
+``ft``) through ``accelerate`` (one CPU, one GPU, or ``accelerate launch`` over many), with:
+
+* batches without duplicate queries or passages (sentence-transformers' ``NoDuplicatesBatchSampler``:
+  a duplicate would be an in-batch *false* negative);
+* optional hard negatives mined once by the starting retriever (the backbone), cached in the run;
+* a checkpoint every ``checkpoint_every`` steps; ``resume=True`` continues from the newest one on
+  the same batch order (each epoch's order is a function of the seed and the epoch);
+* a final retriever folder (``beir_peft.load``-able) with the training record in its config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..artifacts import CONFIG_NAME, is_retriever_folder, save_retriever
+from ..data import BeirDataset
+from ..errors import ConfigError, DatasetError
+from ..io import write_json_atomic
+from ..losses import DualEncoderMNRLoss
+from ..models.base import passage_text
+from ..models.tuned import TunedRetriever
+from ..training.checkpoints import latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+logger = logging.getLogger(__name__)
+
+#: Learning rates that work on all-MiniLM-L6-v2 with batch 32 (evidence: docs/results.md).
+#: The paper (appendix B.1) uses 1e-2 for PT2 on BERT-base and 2e-5 for fine-tuning.
+DEFAULT_LEARNING_RATES = {
+    "pt2-dpr": 3e-3,
+    "prompt": 1e-2,
+    "bitfit": 1e-3,
+    "lora": 5e-4,
+    "ft": 2e-5,
+}
+NEGATIVES_FILE = "hard_negatives.json"
+
+
+@dataclass
+class TrainingConfig:
+    """Hyper-parameters of a supervised run (recorded in the saved folder's ``config.json``).
+
+    Attributes:
+        epochs: passes over the training pairs.
+        batch_size: queries per batch (in-batch negatives: ``batch_size - 1`` per query).
+        learning_rate: ``None`` takes :data:`DEFAULT_LEARNING_RATES` for the method.
+        warmup_ratio: linear warm-up over this fraction of the steps, then linear decay (paper: 5%).
+        weight_decay: AdamW weight decay.
+        max_grad_norm: gradient clipping (DPR: 2.0).
+        scale: similarity scale of the loss (1 / temperature), see :class:`DualEncoderMNRLoss`.
+        hard_negatives: mined negatives per query (0: in-batch negatives only).
+        negative_depth: hard negatives are drawn from the starting retriever's top ``negative_depth``.
+        max_steps: stop after this many optimizer steps (``None``: ``epochs`` full passes).
+        checkpoint_every: steps between checkpoints (0: none but the final folder).
+        keep_checkpoints: how many checkpoints to keep.
+        seed: seeds the batch order, dropout and the negatives.
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float | None = None
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 2.0
+    scale: float = 20.0
+    hard_negatives: int = 0
+    negative_depth: int = 30
+    max_steps: int | None = None
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    seed: int = 42
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2 (in-batch negatives need a second pair)"),
+            (self.learning_rate is None or self.learning_rate > 0, "learning_rate must be > 0"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.hard_negatives >= 0, "hard_negatives must be >= 0"),
+            (self.negative_depth >= self.hard_negatives, "negative_depth must be >= hard_negatives"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.scale > 0, "scale must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def learning_rate_for(self, method: str) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[method]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------- data
+def mine_hard_negatives(
+    retriever: Any,
+    dataset: BeirDataset,
+    depth: int = 30,
+    batch_size: int = 128,
+    show_progress_bar: bool = True,
+) -> dict[str, list[str]]:
+    """``{query_id: [doc_id, ...]}``: the retriever's top ``depth`` passages that are not judged relevant.
+
+    Uses the package's exact search over the whole corpus (the training queries only).
+    """
+    from ..search import make_search
+
+    judged = {qid for qid, _ in dataset.train_pairs()}
+    queries = {qid: dataset.queries[qid] for qid in judged}
+    search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
+    score_function = getattr(retriever, "score_function", "dot")
+    run = search.search(dataset.corpus, queries, top_k=depth + 10, score_function=score_function)
+    negatives = {}
+    for qid, hits in run.items():
+        relevant = {doc for doc, score in dataset.qrels.get(qid, {}).items() if score > 0}
+        ranked = sorted(hits.items(), key=lambda item: -item[1])
+        negatives[qid] = [doc for doc, _ in ranked if doc not in relevant and doc != qid][:depth]
+    return negatives
+
+
+def training_rows(
+    dataset: BeirDataset, negatives: dict[str, list[str]] | None, count: int, seed: int
+) -> list[dict[str, str]]:
+    """One row per (query, relevant passage): ``query``, ``positive`` and ``negative_1..count`` texts."""
+    pairs = dataset.train_pairs()
+    if not pairs:
+        raise DatasetError(f"{dataset.name}/{dataset.split}: no (query, relevant passage) pairs to train on")
+    rng = random.Random(seed)
+    rows = []
+    for qid, doc_id in pairs:
+        row = {"query": dataset.queries[qid], "positive": passage_text(dataset.corpus[doc_id])}
+        if count:
+            pool = (negatives or {}).get(qid, [])
+            if len(pool) < count:
+                raise DatasetError(f"query {qid}: only {len(pool)} hard negatives mined, {count} asked for")
+            for i, doc in enumerate(rng.sample(pool, count), start=1):
+                row[f"negative_{i}"] = passage_text(dataset.corpus[doc])
+        rows.append(row)
+    return rows
+
+
+def _batches(rows: list[dict[str, str]], batch_size: int, seed: int):
+    """sentence-transformers' no-duplicates batch sampler over ``rows`` (its order is set per epoch)."""
+    from datasets import Dataset
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    data = Dataset.from_list(rows)
+    sampler = NoDuplicatesBatchSampler(
+        data,
+        batch_size=batch_size,
+        drop_last=len(rows) >= 2 * batch_size,
+        generator=torch.Generator(),
+        seed=seed,
+    )
+    return data, sampler
+
+
+# ---------------------------------------------------------------------------------------- loop
+def train(
+    retriever: TunedRetriever,
+    dataset: BeirDataset,
+    output_dir: str | Path,
+    config: TrainingConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress_bar: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train ``retriever`` on ``dataset``'s (query, relevant passage) pairs; returns the saved folder.
+
+    Args:
+        retriever: the model to train, in its starting state (its trainable parameters get updated).
+        dataset: a loaded split with qrels (e.g. ``load_dataset("scifact", split="train")``).
+        output_dir: the run folder: the final retriever, ``checkpoints/``, ``hard_negatives.json``.
+        config: hyper-parameters (defaults: :class:`TrainingConfig`).
+        resume: continue from the newest checkpoint in ``output_dir`` (a finished run returns at once).
+        overwrite: start afresh even if ``output_dir`` holds a finished retriever or checkpoints.
+        on_step: called with ``(step, loss)`` after every optimizer step.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    config = config or TrainingConfig()
+    output = Path(output_dir)
+    checkpoint = _prepare_output(output, resume, overwrite, retriever, dataset, config)
+    if checkpoint is None and resume and is_retriever_folder(output):
+        logger.info("%s already holds the finished retriever; nothing to resume", output)
+        return output
+
+    accelerator = Accelerator()
+    set_seed(config.seed)
+    retriever.to(accelerator.device)
+    negatives = _negatives(retriever, dataset, config, output, accelerator, show_progress_bar)
+    rows = training_rows(dataset, negatives, config.hard_negatives, config.seed)
+    data, sampler = _batches(rows, config.batch_size, config.seed)
+    columns = list(rows[0])
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=sampler, collate_fn=lambda batch: [[row[c] for row in batch] for c in columns]
+    )
+
+    parameters = retriever.trainable_parameters()
+    if not parameters:
+        raise ConfigError(f"{retriever.method}: the retriever has no trainable parameters")
+    learning_rate = config.learning_rate_for(retriever.method)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = len(sampler)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+    )
+    module, optimizer, loader, scheduler = accelerator.prepare(retriever.module, optimizer, loader, scheduler)
+    loss_fn = DualEncoderMNRLoss(module, scale=config.scale)
+
+    step, epoch, done_in_epoch, epoch_times = 0, 0, 0, []
+    if checkpoint is not None:
+        retriever.load_trainable_state_dict(checkpoint.trainable, where=str(checkpoint.path))
+        optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
+        scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
+        set_rng_state(checkpoint.optimizer_state.get("rng", {}))
+        step, epoch = checkpoint.step, int(checkpoint.state["epoch"])
+        done_in_epoch, epoch_times = (
+            int(checkpoint.state["batches_done"]),
+            list(checkpoint.state["epoch_seconds"]),
+        )
+        logger.info("Resuming %s at step %d (epoch %d, batch %d)", output, step, epoch + 1, done_in_epoch)
+
+    record = {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "pairs": len(rows),
+        **config.to_dict(),
+        "learning_rate": learning_rate,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "processes": accelerator.num_processes,
+    }
+    progress = tqdm(
+        total=total_steps,
+        initial=step,
+        desc=f"train {retriever.method}",
+        disable=not show_progress_bar or not accelerator.is_main_process,
+    )
+    module.train()
+    while step < total_steps and epoch < config.epochs:
+        sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
+        for texts in batches:
+            features = [retriever.tokenize(column) for column in texts]
+            loss = loss_fn(features)
+            accelerator.backward(loss)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step, done_in_epoch = step + 1, done_in_epoch + 1
+            value = float(loss.detach())
+            progress.update(1)
+            progress.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if on_step is not None:
+                on_step(step, value)
+            epoch_done = done_in_epoch >= steps_per_epoch
+            if (
+                config.checkpoint_every
+                and step % config.checkpoint_every == 0
+                and step < total_steps
+                and not epoch_done
+            ):
+                _checkpoint(
+                    accelerator,
+                    output,
+                    retriever,
+                    optimizer,
+                    scheduler,
+                    step,
+                    epoch,
+                    done_in_epoch,
+                    epoch_times,
+                    record,
+                    config,
+                )
+            if step >= total_steps:
+                break
+        epoch_times.append(time.perf_counter() - started)
+        epoch, done_in_epoch = epoch + 1, 0
+        if step < total_steps and config.checkpoint_every:
+            _checkpoint(
+                accelerator,
+                output,
+                retriever,
+                optimizer,
+                scheduler,
+                step,
+                epoch,
+                0,
+                epoch_times,
+                record,
+                config,
+            )
+    progress.close()
+    module.eval()
+
+    record.update(steps=step, epoch_seconds=[round(t, 2) for t in epoch_times])
+    if accelerator.is_main_process:
+        save_retriever(retriever, output, training=record)
+    accelerator.wait_for_everyone()
+    return output
+
+
+def _checkpoint(
+    accelerator,
+    output,
+    retriever,
+    optimizer,
+    scheduler,
+    step,
+    epoch,
+    batches_done,
+    epoch_times,
+    record,
+    config,
+):
+    if not accelerator.is_main_process:
+        return
+    save_checkpoint(
+        output,
+        step,
+        retriever.trainable_state_dict(),
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+        {
+            "epoch": epoch,
+            "batches_done": batches_done,
+            "epoch_seconds": epoch_times,
+            "run": _run_identity(record),
+        },
+        keep=config.keep_checkpoints,
+    )
+
+
+def _run_identity(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings a resumed run must share with the interrupted one."""
+    keys = (
+        "dataset",
+        "split",
+        "pairs",
+        "batch_size",
+        "learning_rate",
+        "epochs",
+        "max_steps",
+        "hard_negatives",
+        "seed",
+        "scale",
+    )
+    return {k: record.get(k) for k in keys}
+
+
+def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, dataset, config):
+    """Check the run folder against ``resume``/``overwrite``; the checkpoint to resume from, if any."""
+    import shutil
+
+    from ..training.checkpoints import CHECKPOINTS
+
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: exists and is not a folder")
+    if overwrite and output.exists():
+        for name in (CHECKPOINTS,):
+            shutil.rmtree(output / name, ignore_errors=True)
+        for name in (CONFIG_NAME, NEGATIVES_FILE):
+            (output / name).unlink(missing_ok=True)
+        return None
+    checkpoint = latest_checkpoint(output) if output.is_dir() else None
+    if not resume:
+        if is_retriever_folder(output) or checkpoint is not None:
+            raise ConfigError(
+                f"{output}: already holds a training run; pass --resume to continue it or --overwrite to start again"
+            )
+        return None
+    if checkpoint is None:
+        return None
+    wanted = _run_identity(
+        {
+            "dataset": dataset.name,
+            "split": dataset.split,
+            "pairs": len(dataset.train_pairs()),
+            **config.to_dict(),
+            "learning_rate": config.learning_rate_for(retriever.method),
+        }
+    )
+    saved = checkpoint.state.get("run", {})
+    changed = [k for k in wanted if saved.get(k) != wanted[k]]
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        raise ConfigError(f"{checkpoint.path}: cannot resume with different settings ({detail})")
+    return checkpoint
+
+
+def _negatives(
+    retriever, dataset, config, output, accelerator, show_progress_bar
+) -> dict[str, list[str]] | None:
+    """Hard negatives mined by the starting retriever, cached in ``output/hard_negatives.json``."""
+    if not config.hard_negatives:
+        return None
+    path = output / NEGATIVES_FILE
+    if path.is_file():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("depth") == config.negative_depth and cached.get("split") == dataset.split:
+            return cached["negatives"]
+    if accelerator.is_main_process:
+        negatives = mine_hard_negatives(
+            retriever, dataset, depth=config.negative_depth, show_progress_bar=show_progress_bar
+        )
+        write_json_atomic(
+            path, {"split": dataset.split, "depth": config.negative_depth, "negatives": negatives}
+        )
+    accelerator.wait_for_everyone()
+    return json.loads(path.read_text(encoding="utf-8"))["negatives"]
+
+
+__all__ = ["DEFAULT_LEARNING_RATES", "TrainingConfig", "mine_hard_negatives", "train", "training_rows"]

@@ -24,6 +24,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
 CARD_NAME = "README.md"
 FORMAT_VERSION = 1
+#: config.json entries that describe the folder rather than the model
+FOLDER_METADATA = ("format_version", "trainable_parameters", "total_parameters", "training", "versions")
 
 #: method name -> loader(folder, config_dict) -> retriever
 _LOADERS: dict[str, Callable[[Path, dict[str, Any]], Any]] = {}

@@ -101,7 +101,7 @@ class DenseRetriever:
         if not texts:
             empty = torch.zeros(0, dim) if convert_to_tensor else np.zeros((0, dim), dtype=np.float32)
             return empty
-        with self.encoding_side(side):
+        with self.encoding_side(side), _inference_mode(self.trainable_module()):
             out = self.model.encode(
                 texts,
                 batch_size=batch_size,
@@ -112,6 +112,10 @@ class DenseRetriever:
         if convert_to_tensor:
             return out.float()
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def trainable_module(self) -> torch.nn.Module:
+        """The module holding every parameter of the retriever (the pipeline itself here)."""
+        return getattr(self, "module", None) or self.model
 
     @contextlib.contextmanager
     def encoding_side(self, side: str) -> Iterator[None]:
@@ -142,3 +146,18 @@ class DenseRetriever:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r}, score_function={self.score_function!r})"
+
+
+@contextlib.contextmanager
+def _inference_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for ``module`` and its children (prompt dropout included), restored afterwards.
+
+    sentence-transformers' ``encode`` only switches its own pipeline to eval mode; prompts and
+    adapters that live beside it would otherwise keep their dropout on.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

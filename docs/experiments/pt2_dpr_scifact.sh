@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The runs behind docs/results.md (PT2-DPR and its comparison variants on SciFact).
+# Usage: BEIR_PEFT_DATA=/path/to/beir/datasets bash docs/experiments/pt2_dpr_scifact.sh RUN_DIR
+# Each model is trained on SciFact train with the same budget (3 epochs, batch 32) and evaluated on
+# SciFact test and on the MS MARCO slice (msmarco-dl19-5k, the other domain). Finished steps are skipped.
+set -euo pipefail
+RUNS=${1:-runs}
+mkdir -p "$RUNS"
+cd "$RUNS"
+
+evaluate() {  # evaluate MODEL NAME
+  for data in scifact msmarco-dl19-5k; do
+    [ -f "$2.$data.json" ] || beir-peft evaluate --model "$1" --dataset "$data" --split test -q -o "$2.$data.json"
+  done
+}
+train() {  # train NAME METHOD [options...]
+  local name=$1; shift
+  [ -f "$name/config.json" ] || beir-peft train "$@" --dataset scifact --split train --output "$name" -q --resume
+  evaluate "$name" "$name"
+}
+
+evaluate sentence-transformers/all-MiniLM-L6-v2 zero-shot
+train pt2 pt2-dpr                                       # the default recipe: gate, text init, lr 3e-3, 32 tokens
+train pt2-paper pt2-dpr --lr 1e-2 --set gate=false --set init=random   # the paper's recipe on this backbone
+train ft ft
+train bitfit bitfit
+train lora lora
+train prompt prompt

@@ -1,0 +1,54 @@
+"""Shared fixtures: offline model loading, the real datasets in ../shared/datasets, no network."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub: the backbone comes from its installed offline copy.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+#: the repository root (the folder holding beir_peft/ and tests/)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: real BEIR-format datasets shared beside the repository (never copied into it)
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+#: a URL template nothing listens on: a download attempt fails at once instead of reaching out
+UNREACHABLE_URL = "http://127.0.0.1:9/{name}.zip"
+
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """``../shared/datasets`` relative to the repository root; skips the test when it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real datasets not available: {SHARED_DATASETS} does not exist")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 (its offline copy), loaded once per session."""
+    from beir_peft.encoders.backbone import load_backbone
+
+    return load_backbone()
+
+
+@pytest.fixture
+def no_network_data(tmp_path_factory, monkeypatch) -> Path:
+    """An empty dataset cache and an unreachable download URL, so no test touches the network.
+
+    ``$BEIR_PEFT_DATA`` is unset (a test sets it when it wants one) and proxies are cleared so the
+    unreachable URL is refused locally. Returns the cache root (``$BEIR_PEFT_CACHE``).
+    """
+    cache = tmp_path_factory.mktemp("beir_peft_cache")
+    monkeypatch.setenv("BEIR_PEFT_CACHE", str(cache))
+    monkeypatch.setenv("BEIR_PEFT_DATASET_URL", UNREACHABLE_URL)
+    monkeypatch.delenv("BEIR_PEFT_DATA", raising=False)
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return cache

@@ -215,7 +215,12 @@ def train(
     data, sampler = _batches(rows, config.batch_size, config.seed)
     columns = list(rows[0])
     loader = torch.utils.data.DataLoader(
-        data, batch_sampler=sampler, collate_fn=lambda batch: [[row[c] for row in batch] for c in columns]
+        data,
+        batch_sampler=sampler,
+        collate_fn=lambda batch: [[row[c] for row in batch] for c in columns],
+        # its own generator: starting an epoch must not draw from the global RNG (dropout), or a
+        # resumed run would see different dropout masks than an uninterrupted one
+        generator=torch.Generator().manual_seed(config.seed),
     )
 
     parameters = retriever.trainable_parameters()
@@ -264,9 +269,12 @@ def train(
     )
     module.train()
     while step < total_steps and epoch < config.epochs:
-        sampler.set_epoch(epoch)
         started = time.perf_counter()
         batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
+        # accelerate's loader re-sets its sampler's epoch from its own counter, which restarts at 0
+        # in a resumed process: set it, so the batch order is a function of (seed, epoch) only.
+        batches.set_epoch(epoch)
+        sampler.set_epoch(epoch)  # the skipping loader wraps the sampler and does not pass the epoch on
         for texts in batches:
             features = [retriever.tokenize(column) for column in texts]
             loss = loss_fn(features)

@@ -162,12 +162,12 @@ class TunedRetriever(DenseRetriever):
             self.prompts[side] = self._host.new_prompt(self.config.prefix_length).to(self.device)
 
     def _build_bitfit(self) -> None:
-        for name, parameter in hf_model(self.model).named_parameters():
+        for name, parameter in _used_parameters(hf_model(self.model)):
             if name.endswith(".bias"):
                 parameter.requires_grad_(True)
 
     def _build_ft(self) -> None:
-        for parameter in hf_model(self.model).parameters():
+        for _, parameter in _used_parameters(hf_model(self.model)):
             parameter.requires_grad_(True)
 
     def _build_lora(self) -> None:
@@ -243,6 +243,13 @@ class TunedRetriever(DenseRetriever):
 
     def describe(self) -> str:
         return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
+
+
+def _used_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """The encoder's parameters minus BERT's ``pooler`` head, which sentence-transformers' pooling never uses."""
+    for name, parameter in model.named_parameters():
+        if not name.startswith("pooler."):
+            yield name, parameter
 
 
 class _RetrieverModule(nn.Module):

@@ -197,3 +197,8 @@ def test_damaged_folders_give_one_clear_error(saved, damage, match):
 def test_load_missing_folder(tmp_path):
     with pytest.raises(ArtifactError, match="no such model folder"):
         beir_peft.load(tmp_path / "absent")
+
+
+def test_to_moves_prompts_with_the_backbone(tiny):
+    model = PT2DPR(tiny).to("meta")
+    assert {p.device.type for p in model.module.parameters()} == {"meta"}

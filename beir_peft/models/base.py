@@ -137,7 +137,8 @@ class DenseRetriever:
         return self.model.device
 
     def to(self, device: str | torch.device) -> DenseRetriever:
-        self.model.to(device)
+        """Move the backbone and everything trained beside it (prompts) to ``device``."""
+        self.trainable_module().to(device)
         return self
 
     @property

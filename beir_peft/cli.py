@@ -23,7 +23,9 @@ def _k_values(_ctx, _param, value: str) -> list[int]:
     try:
         values = sorted({int(part) for part in value.split(",") if part.strip()})
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,10,100, got {value!r}") from None
+        raise click.BadParameter(
+            f"expected comma-separated integers such as 1,10,100, got {value!r}"
+        ) from None
     if not values or values[0] < 1:
         raise click.BadParameter(f"expected positive integers, got {value!r}")
     return values
@@ -34,29 +36,80 @@ def _k_values(_ctx, _param, value: str) -> list[int]:
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 def cli(verbose: bool) -> None:
     """Parameter-efficient and domain-adapted dense retrievers, evaluated with BEIR."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 # ------------------------------------------------------------------------------------- evaluate
 @cli.command()
-@click.option("--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset).")
+@click.option(
+    "--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset)."
+)
 @click.option("--split", default="test", show_default=True, help="qrels split to evaluate on.")
-@click.option("--model", "-m", default=None, help="Saved beir_peft folder or sentence-transformers model [default: all-MiniLM-L6-v2].")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write metrics, config, versions and timings as JSON.")
-@click.option("--run-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the ranking as a TREC run file.")
-@click.option("--k-values", default="1,3,5,10,100,1000", show_default=True, callback=_k_values, help="Cut-offs, comma-separated.")
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1), help="Encoding batch size.")
-@click.option("--search", type=click.Choice(["exact", "faiss-flat", "faiss-hnsw"]), default="exact", show_default=True)
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Save (and reuse) the faiss index here.")
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="Saved beir_peft folder or sentence-transformers model [default: all-MiniLM-L6-v2].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write metrics, config, versions and timings as JSON.",
+)
+@click.option(
+    "--run-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the ranking as a TREC run file.",
+)
+@click.option(
+    "--k-values",
+    default="1,3,5,10,100,1000",
+    show_default=True,
+    callback=_k_values,
+    help="Cut-offs, comma-separated.",
+)
+@click.option(
+    "--batch-size", default=128, show_default=True, type=click.IntRange(min=1), help="Encoding batch size."
+)
+@click.option(
+    "--search", type=click.Choice(["exact", "faiss-flat", "faiss-hnsw"]), default="exact", show_default=True
+)
+@click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save (and reuse) the faiss index here.",
+)
 @click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
-@click.option("--keep-identical-ids", is_flag=True, help="Keep documents whose id equals the query id (BEIR drops them).")
+@click.option(
+    "--keep-identical-ids",
+    is_flag=True,
+    help="Keep documents whose id equals the query id (BEIR drops them).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def evaluate(dataset, split, model, output, run_file, k_values, batch_size, search, index_dir, device, keep_identical_ids, quiet):
+def evaluate(
+    dataset,
+    split,
+    model,
+    output,
+    run_file,
+    k_values,
+    batch_size,
+    search,
+    index_dir,
+    device,
+    keep_identical_ids,
+    quiet,
+):
     """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table."""
     from .data import DEMO_DATASET, load_dataset
     from .evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
     from .models.loading import load_model
 
+    if quiet:
+        _quiet_libraries()
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     retriever = load_model(model, device=device)
     click.echo(f"{data.describe()} | model: {_describe(retriever)}", err=True)
@@ -71,10 +124,18 @@ def evaluate(dataset, split, model, output, run_file, k_values, batch_size, sear
         ignore_identical_ids=not keep_identical_ids,
         index_dir=index_dir,
         show_progress_bar=not quiet,
-        config={"dataset": data.name, "dataset_path": str(data.path), "split": split, "model": model or "default"},
+        config={
+            "dataset": data.name,
+            "dataset_path": str(data.path),
+            "split": split,
+            "model": model or "default",
+        },
     )
     click.echo(format_table(result.metrics, k_values))
-    click.echo(f"{len(data.queries)} queries, {len(data.corpus)} documents, {result.timings['total']:.1f} s", err=True)
+    click.echo(
+        f"{len(data.queries)} queries, {len(data.corpus)} documents, {result.timings['total']:.1f} s",
+        err=True,
+    )
     if output is not None:
         write_result_json(result, output)
         click.echo(f"wrote {output}", err=True)
@@ -88,6 +149,13 @@ def evaluate(dataset, split, model, output, run_file, k_values, batch_size, sear
             + " (downloaded from BEIR once, or set BEIR_PEFT_DATA to a folder of BEIR datasets).",
             err=True,
         )
+
+
+def _quiet_libraries() -> None:
+    """No weight-loading progress bars from transformers under ``--quiet``."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _describe(retriever) -> str:
@@ -117,34 +185,111 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 
 @cli.command()
 @click.argument("method", type=click.Choice(TRAIN_METHODS))
-@click.option("--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset).")
-@click.option("--split", default="train", show_default=True, help="qrels split whose (query, relevant passage) pairs are trained on.")
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder; ends as a saved retriever.")
-@click.option("--backbone", default=None, help="Backbone model [default: sentence-transformers/all-MiniLM-L6-v2].")
+@click.option(
+    "--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset)."
+)
+@click.option(
+    "--split",
+    default="train",
+    show_default=True,
+    help="qrels split whose (query, relevant passage) pairs are trained on.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder; ends as a saved retriever.",
+)
+@click.option(
+    "--backbone", default=None, help="Backbone model [default: sentence-transformers/all-MiniLM-L6-v2]."
+)
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
-@click.option("--lr", "learning_rate", default=None, type=click.FloatRange(min=0, min_open=True), help="Learning rate [default: per method].")
+@click.option(
+    "--lr",
+    "learning_rate",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate [default: per method].",
+)
 @click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop after this many steps.")
-@click.option("--hard-negatives", default=0, show_default=True, type=click.IntRange(min=0), help="Mined hard negatives per query.")
-@click.option("--scale", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Loss similarity scale (1/temperature).")
-@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=0), help="Steps between checkpoints.")
+@click.option(
+    "--hard-negatives",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Mined hard negatives per query.",
+)
+@click.option(
+    "--scale",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Loss similarity scale (1/temperature).",
+)
+@click.option(
+    "--checkpoint-every",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Steps between checkpoints.",
+)
 @click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--prefix-length", default=None, type=click.IntRange(min=1), help="Prompt length (pt2-dpr, prompt).")
-@click.option("--pooling", type=click.Choice(["cls", "mean"]), default=None, help="Pooling [default: the backbone's own].")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any other model option, e.g. --set gate=false --set init=random.")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --output from its newest checkpoint.")
+@click.option(
+    "--prefix-length", default=None, type=click.IntRange(min=1), help="Prompt length (pt2-dpr, prompt)."
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["cls", "mean"]),
+    default=None,
+    help="Pooling [default: the backbone's own].",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other model option, e.g. --set gate=false --set init=random.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the interrupted run in --output from its newest checkpoint."
+)
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --output holds a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def train(method, dataset, split, output, backbone, epochs, batch_size, learning_rate, max_steps, hard_negatives, scale, checkpoint_every, seed, prefix_length, pooling, settings, resume, overwrite, quiet):
+def train(
+    method,
+    dataset,
+    split,
+    output,
+    backbone,
+    epochs,
+    batch_size,
+    learning_rate,
+    max_steps,
+    hard_negatives,
+    scale,
+    checkpoint_every,
+    seed,
+    prefix_length,
+    pooling,
+    settings,
+    resume,
+    overwrite,
+    quiet,
+):
     """Train METHOD (pt2-dpr, prompt, bitfit, lora or ft) on a dataset split's relevance pairs."""
     from .data import DEMO_DATASET, load_dataset
     from .encoders.backbone import DEFAULT_BACKBONE
-    from .methods.supervised import TrainingConfig
+    from .methods.supervised import TrainingConfig, check_output_folder
     from .methods.supervised import train as run_training
     from .models.tuned import build_retriever
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    check_output_folder(output, resume, overwrite)
+    if quiet:
+        _quiet_libraries()
     options = _options(settings)
     if prefix_length is not None:
         options["prefix_length"] = prefix_length
@@ -166,8 +311,13 @@ def train(method, dataset, split, output, backbone, epochs, batch_size, learning
     torch.manual_seed(seed)  # a random prefix initialisation is part of the run
     retriever = build_retriever(method, backbone or DEFAULT_BACKBONE, **options)
     click.echo(f"{data.describe()} | {retriever.describe()}", err=True)
-    folder = run_training(retriever, data, output, config, resume=resume, overwrite=overwrite, show_progress_bar=not quiet)
-    click.echo(f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset {dataset or DEMO_DATASET}", err=True)
+    folder = run_training(
+        retriever, data, output, config, resume=resume, overwrite=overwrite, show_progress_bar=not quiet
+    )
+    click.echo(
+        f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset {dataset or DEMO_DATASET}",
+        err=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

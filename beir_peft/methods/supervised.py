@@ -385,27 +385,37 @@ def _run_identity(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in keys}
 
 
+def check_output_folder(output: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before any work, a run folder that already holds a run when neither flag allows it."""
+    from ..training.checkpoints import checkpoint_dirs
+
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: exists and is not a folder")
+    if resume or overwrite or not output.is_dir():
+        return
+    if is_retriever_folder(output) or checkpoint_dirs(output):
+        raise ConfigError(
+            f"{output}: already holds a training run; pass --resume to continue it or --overwrite to start again"
+        )
+
+
 def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, dataset, config):
     """Check the run folder against ``resume``/``overwrite``; the checkpoint to resume from, if any."""
     import shutil
 
     from ..training.checkpoints import CHECKPOINTS
 
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"{output}: exists and is not a folder")
+    check_output_folder(output, resume, overwrite)
     if overwrite and output.exists():
         for name in (CHECKPOINTS,):
             shutil.rmtree(output / name, ignore_errors=True)
         for name in (CONFIG_NAME, NEGATIVES_FILE):
             (output / name).unlink(missing_ok=True)
         return None
-    checkpoint = latest_checkpoint(output) if output.is_dir() else None
     if not resume:
-        if is_retriever_folder(output) or checkpoint is not None:
-            raise ConfigError(
-                f"{output}: already holds a training run; pass --resume to continue it or --overwrite to start again"
-            )
         return None
+    checkpoint = latest_checkpoint(output) if output.is_dir() else None
     if checkpoint is None:
         return None
     wanted = _run_identity(
@@ -447,4 +457,11 @@ def _negatives(
     return json.loads(path.read_text(encoding="utf-8"))["negatives"]
 
 
-__all__ = ["DEFAULT_LEARNING_RATES", "TrainingConfig", "mine_hard_negatives", "train", "training_rows"]
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "TrainingConfig",
+    "check_output_folder",
+    "mine_hard_negatives",
+    "train",
+    "training_rows",
+]

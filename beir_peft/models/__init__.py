@@ -23,4 +23,14 @@ def _load_tuned(path: Path, config: dict[str, Any]) -> TunedRetriever:
     return retriever
 
 
-__all__ = ["METHODS", "PASSAGE", "PT2DPR", "QUERY", "DenseRetriever", "TunedConfig", "TunedRetriever", "build_retriever", "passage_text"]
+__all__ = [
+    "METHODS",
+    "PASSAGE",
+    "PT2DPR",
+    "QUERY",
+    "DenseRetriever",
+    "TunedConfig",
+    "TunedRetriever",
+    "build_retriever",
+    "passage_text",
+]

@@ -34,7 +34,9 @@ def load_model(name_or_path: str | None = None, device: str | None = None) -> De
     model = load_backbone(name_or_path, device=device)
     similarity = getattr(model, "similarity_fn_name", None) or "cosine"
     if similarity not in _SCORE_FUNCTIONS:
-        raise ArtifactError(f"{name_or_path}: similarity {similarity!r} is not one BEIR can rank by (cosine or dot)")
+        raise ArtifactError(
+            f"{name_or_path}: similarity {similarity!r} is not one BEIR can rank by (cosine or dot)"
+        )
     retriever = DenseRetriever(model, score_function=_SCORE_FUNCTIONS[similarity])
     retriever.name_or_path = str(name_or_path)
     return retriever

@@ -1,4 +1,4 @@
-"""The ``beir-peft`` command line: ``evaluate`` and ``train``.
+"""The ``beir-peft`` command line: ``evaluate``, ``train`` and ``analyze calibration | query-length``.
 
 Every user error (a bad dataset, model folder or option) ends with one line on stderr and a
 non-zero exit status (2 for usage and input errors); tracebacks are kept for bugs.
@@ -318,6 +318,212 @@ def train(
         f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset {dataset or DEMO_DATASET}",
         err=True,
     )
+
+
+# ------------------------------------------------------------------------------------- analyze
+def _run_files(_ctx, _param, values: tuple[str, ...]) -> dict[str, Path]:
+    """``--run NAME=FILE`` options (a bare FILE is named by its stem) as ``{name: path}``; names unique."""
+    runs: dict[str, Path] = {}
+    for value in values:
+        name, sep, file = value.partition("=")
+        if not sep:
+            name, file = Path(value).stem, value
+        name, file = name.strip(), file.strip()
+        if not name or not file:
+            raise click.BadParameter(f"expected NAME=FILE, got {value!r}", param_hint="--run")
+        if name in runs:
+            raise click.BadParameter(f"the run name {name!r} is given twice", param_hint="--run")
+        runs[name] = Path(file)
+    return runs
+
+
+def _analysis_inputs(function):
+    """The options every ``analyze`` command shares: --dataset, --split, --run, --output, --plot."""
+    options = [
+        click.option(
+            "--dataset",
+            "-d",
+            default=None,
+            help="BEIR dataset name or folder (default: the bundled demo dataset).",
+        ),
+        click.option("--split", default="test", show_default=True, help="qrels split the runs were made on."),
+        click.option(
+            "--run",
+            "runs",
+            multiple=True,
+            required=True,
+            metavar="NAME=FILE",
+            callback=_run_files,
+            help="A TREC run file (e.g. from `beir-peft evaluate --run-file`) and the model name to show; repeat to compare.",
+        ),
+        click.option(
+            "--plot",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write a PNG plot (needs matplotlib).",
+        ),
+        click.option(
+            "--output",
+            "-o",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the numbers as JSON.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _read_runs(runs: dict[str, Path]) -> dict[str, dict[str, dict[str, float]]]:
+    from .analysis.runs import read_run_file
+
+    return {name: read_run_file(path) for name, path in runs.items()}
+
+
+def _analysis_json(kind: str, data, runs: dict[str, Path], settings: dict, body: dict) -> dict:
+    from .versions import library_versions
+
+    return {
+        "analysis": kind,
+        "dataset": data.name,
+        "dataset_path": str(data.path),
+        "split": data.split,
+        "run_files": {name: str(path) for name, path in runs.items()},
+        "settings": settings,
+        **body,
+        "versions": library_versions(),
+    }
+
+
+@cli.group()
+def analyze():
+    """Analyse saved TREC runs: calibration (ECE) and query-length robustness (Tam et al. 2022, section 7)."""
+
+
+@analyze.command("calibration")
+@_analysis_inputs
+@click.option(
+    "--bins", default=10, show_default=True, type=click.IntRange(min=1), help="Equal-width confidence bins."
+)
+@click.option(
+    "--definition",
+    type=click.Choice(["pooled", "top-label"]),
+    default="pooled",
+    show_default=True,
+    help="pooled: every top-k (probability, relevant) pair is a sample (the authors' code); "
+    "top-label: one sample per query, the top document (the paper's text).",
+)
+@click.option(
+    "--temperature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Softmax temperature over the top-k scores.",
+)
+@click.option(
+    "--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Documents per query."
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["side", "overlay"]),
+    default="side",
+    show_default=True,
+    help="Reliability diagram: one panel per model, or all models in one panel.",
+)
+@click.option(
+    "--keep-identical-ids",
+    is_flag=True,
+    help="Keep documents whose id equals the query id (BEIR drops them).",
+)
+def analyze_calibration(
+    dataset, split, runs, plot, output, bins, definition, temperature, top_k, layout, keep_identical_ids
+):
+    """Expected calibration error of each run's top-k softmax; print a table, optionally plot reliability diagrams."""
+    from .analysis._plotting import require_matplotlib
+    from .analysis.calibration import calibration, format_calibration_table, plot_reliability
+    from .data import DEMO_DATASET, load_dataset
+    from .io import write_json_atomic
+
+    if plot is not None:
+        require_matplotlib()
+    loaded = _read_runs(runs)
+    data = load_dataset(dataset or DEMO_DATASET, split=split)
+    results = {
+        name: calibration(
+            data.qrels,
+            run,
+            num_bins=bins,
+            definition=definition,
+            temperature=temperature,
+            top_k=top_k,
+            ignore_identical_ids=not keep_identical_ids,
+            name=name,
+        )
+        for name, run in loaded.items()
+    }
+    click.echo(
+        f"{data.describe()} | ECE ({definition}), top {top_k}, {bins} bins, temperature {temperature:g}",
+        err=True,
+    )
+    click.echo(format_calibration_table(results))
+    if output is not None:
+        settings = {
+            "bins": bins,
+            "definition": definition,
+            "temperature": temperature,
+            "top_k": top_k,
+            "ignore_identical_ids": not keep_identical_ids,
+        }
+        body = {"results": {name: result.to_json() for name, result in results.items()}}
+        write_json_atomic(output, _analysis_json("calibration", data, runs, settings, body))
+        click.echo(f"wrote {output}", err=True)
+    if plot is not None:
+        plot_reliability(results, plot, layout=layout, title=f"{data.name}/{split}")
+        click.echo(f"wrote {plot}", err=True)
+
+
+@analyze.command("query-length")
+@_analysis_inputs
+@click.option(
+    "--buckets",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Query-length buckets of about equal size (ties can merge some).",
+)
+@click.option(
+    "--keep-identical-ids",
+    is_flag=True,
+    help="Keep documents whose id equals the query id (BEIR drops them).",
+)
+def analyze_query_length(dataset, split, runs, plot, output, buckets, keep_identical_ids):
+    """nDCG@10 of each run per bucket of query length (whitespace tokens); print a Markdown table, optionally plot it."""
+    from .analysis._plotting import require_matplotlib
+    from .analysis.query_length import plot_query_length, query_length_analysis
+    from .data import DEMO_DATASET, load_dataset
+    from .io import write_json_atomic
+
+    if plot is not None:
+        require_matplotlib()
+    loaded = _read_runs(runs)
+    data = load_dataset(dataset or DEMO_DATASET, split=split)
+    result = query_length_analysis(
+        data.queries, data.qrels, loaded, num_buckets=buckets, ignore_identical_ids=not keep_identical_ids
+    )
+    merged = f" ({buckets} asked; ties merged some)" if len(result.buckets) < buckets else ""
+    click.echo(f"{data.describe()} | {len(result.buckets)} query-length buckets{merged}", err=True)
+    click.echo(result.to_markdown())
+    for name, count in result.missing.items():
+        if count:
+            click.echo(f"run {name!r} lacks {count} judged queries; they count as nDCG 0", err=True)
+    if output is not None:
+        settings = {"buckets": buckets, "k": result.k, "ignore_identical_ids": not keep_identical_ids}
+        write_json_atomic(
+            output, _analysis_json("query-length", data, runs, settings, {"result": result.to_json()})
+        )
+        click.echo(f"wrote {output}", err=True)
+    if plot is not None:
+        plot_query_length(result, plot, title=f"{data.name}/{split}")
+        click.echo(f"wrote {plot}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,16 +22,23 @@ from beir_peft.data import demo_dataset_path
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(demo_dataset_path()), help="a BEIR dataset folder")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--model", default=None, help="a saved beir_peft folder (default: an untrained PT2DPR)")
+    parser.add_argument(
+        "--model", default=None, help="a saved beir_peft folder (default: an untrained PT2DPR)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
 
     corpus, queries, qrels = GenericDataLoader(data_folder=args.data).load(split=args.split)
     # BEIR's exact search concatenates titles: give it strings, as its loader promises.
-    corpus = {doc_id: {"title": doc.get("title") or "", "text": doc.get("text") or ""} for doc_id, doc in corpus.items()}
+    corpus = {
+        doc_id: {"title": doc.get("title") or "", "text": doc.get("text") or ""}
+        for doc_id, doc in corpus.items()
+    }
 
     model = beir_peft.load(args.model) if args.model else PT2DPR()
     retriever = EvaluateRetrieval(DRES(model, batch_size=args.batch_size), score_function="dot")

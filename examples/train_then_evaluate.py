@@ -21,7 +21,9 @@ from beir_peft.search import ExactSearch
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="demo", help="a BEIR dataset name or folder")
     parser.add_argument("--output", default="runs/pt2-dpr-example")
     parser.add_argument("--epochs", type=int, default=1)

@@ -22,5 +22,7 @@ def test_stock_beir_example_runs():
 
 
 def test_train_then_evaluate_example_runs(tmp_path):
-    metrics = run_example("train_then_evaluate", ["--output", str(tmp_path / "ex"), "--batch-size", "4", "--max-steps", "2"])
+    metrics = run_example(
+        "train_then_evaluate", ["--output", str(tmp_path / "ex"), "--batch-size", "4", "--max-steps", "2"]
+    )
     assert 0.5 < metrics["NDCG@10"] <= 1.0

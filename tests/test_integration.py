@@ -28,7 +28,14 @@ def scifact_slice(folder, n_queries=40, n_docs=400, seed=0) -> BeirDataset:
     relevant = {doc for qid in qids for doc in test.qrels[qid]}
     others = rng.sample(sorted(set(test.corpus) - relevant), n_docs - len(relevant))
     corpus = {doc: test.corpus[doc] for doc in sorted(relevant | set(others))}
-    return BeirDataset(test.name, test.path, "test", corpus, {q: test.queries[q] for q in qids}, {q: test.qrels[q] for q in qids})
+    return BeirDataset(
+        test.name,
+        test.path,
+        "test",
+        corpus,
+        {q: test.queries[q] for q in qids},
+        {q: test.qrels[q] for q in qids},
+    )
 
 
 def test_pt2_dpr_trains_on_scifact_and_evaluates(shared_datasets, tmp_path):
@@ -38,16 +45,32 @@ def test_pt2_dpr_trains_on_scifact_and_evaluates(shared_datasets, tmp_path):
 
     torch.manual_seed(0)
     model = PT2DPR()
-    before = evaluate_retriever(model, test_slice.corpus, test_slice.queries, test_slice.qrels, k_values=[10], show_progress_bar=False)
+    before = evaluate_retriever(
+        model, test_slice.corpus, test_slice.queries, test_slice.qrels, k_values=[10], show_progress_bar=False
+    )
     losses = []
     config = TrainingConfig(epochs=1, batch_size=8, max_steps=4, checkpoint_every=2)
-    folder = train(model, train_split, tmp_path / "pt2", config, show_progress_bar=False, on_step=lambda s, loss: losses.append(loss))
+    folder = train(
+        model,
+        train_split,
+        tmp_path / "pt2",
+        config,
+        show_progress_bar=False,
+        on_step=lambda s, loss: losses.append(loss),
+    )
     assert len(losses) == 4 and all(loss == loss for loss in losses)
     gates = model.prompts["query"].gate.detach()
     assert gates.abs().sum() > 0  # the zero-initialised gates opened
 
     loaded = beir_peft.load(folder)
-    after = evaluate_retriever(loaded, test_slice.corpus, test_slice.queries, test_slice.qrels, k_values=[10], show_progress_bar=False)
+    after = evaluate_retriever(
+        loaded,
+        test_slice.corpus,
+        test_slice.queries,
+        test_slice.qrels,
+        k_values=[10],
+        show_progress_bar=False,
+    )
     # 4 small steps barely move a strong backbone: the model must still retrieve well, and differ from the start.
     assert after.metrics["NDCG@10"] > 0.5
     assert after.results != before.results or after.metrics != before.metrics
@@ -60,4 +83,6 @@ def test_cli_evaluates_scifact_with_the_default_model(shared_datasets, monkeypat
     import json
 
     metrics = json.loads(out.read_text())["metrics"]
-    assert metrics["NDCG@10"] == pytest.approx(0.6492, abs=0.002)  # all-MiniLM-L6-v2's published SciFact score is 0.645
+    assert metrics["NDCG@10"] == pytest.approx(
+        0.6492, abs=0.002
+    )  # all-MiniLM-L6-v2's published SciFact score is 0.645

@@ -42,7 +42,9 @@ def test_gated_prompt_starts_exactly_at_the_backbone(tiny):
         np.testing.assert_allclose(model.encode(TEXTS, side=side), stock(tiny), atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [{"gate": False}, {"gate": False, "init": "random"}, {"projection": True, "gate": False}])
+@pytest.mark.parametrize(
+    "options", [{"gate": False}, {"gate": False, "init": "random"}, {"projection": True, "gate": False}]
+)
 def test_prefix_changes_outputs(tiny, options):
     model = PT2DPR(tiny, **options)
     assert not np.allclose(model.encode(TEXTS, side=QUERY), stock(tiny), atol=1e-4)
@@ -53,7 +55,9 @@ def test_query_and_passage_prompts_differ_unless_shared(tiny):
     model = PT2DPR(tiny, gate=False, init="random")
     assert not np.allclose(model.encode(TEXTS, side=QUERY), model.encode(TEXTS, side=PASSAGE), atol=1e-4)
     shared = PT2DPR(tiny, gate=False, init="random", share_prompts=True)
-    np.testing.assert_allclose(shared.encode(TEXTS, side=QUERY), shared.encode(TEXTS, side=PASSAGE), atol=1e-6)
+    np.testing.assert_allclose(
+        shared.encode(TEXTS, side=QUERY), shared.encode(TEXTS, side=PASSAGE), atol=1e-6
+    )
     assert shared.trainable_parameter_count() * 2 == model.trainable_parameter_count()
 
 
@@ -63,7 +67,9 @@ def test_only_prefix_parameters_get_gradients(tiny):
     query = model.embed(model.tokenize(TEXTS[:1]), QUERY)
     passage = model.embed(model.tokenize(TEXTS[1:2]), PASSAGE)
     (query * passage).sum().backward()
-    with_grad = {n for n, p in model.module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    with_grad = {
+        n for n, p in model.module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
     assert with_grad and all(n.startswith("prompts.") for n in with_grad)
     assert any(n.endswith("gate") for n in with_grad)  # the zero gate is what starts learning
     frozen = [p for n, p in model.module.named_parameters() if not n.startswith("prompts.")]
@@ -73,7 +79,10 @@ def test_only_prefix_parameters_get_gradients(tiny):
 @pytest.mark.parametrize(
     ("method", "expected"),
     [
-        ("pt2-dpr", 2 * (2 * 4 * 32 * 8 * 2) + 2 * 2 * 4),  # 2 sides x (layers x heads x len x head_dim x k/v) + gates
+        (
+            "pt2-dpr",
+            2 * (2 * 4 * 32 * 8 * 2) + 2 * 2 * 4,
+        ),  # 2 sides x (layers x heads x len x head_dim x k/v) + gates
         ("prompt", 2 * 32 * 32),  # 2 sides x len x hidden
         ("ft", None),
     ],
@@ -97,7 +106,9 @@ def test_bitfit_and_lora_train_only_their_parameters(tiny):
 @pytest.mark.parametrize("method", ["pt2-dpr", "prompt", "bitfit", "lora", "ft"])
 def test_save_load_round_trip_is_exact(tiny, tmp_path, method):
     torch.manual_seed(0)
-    model = build_retriever(method, tiny, **({"gate": False, "init": "random"} if method == "pt2-dpr" else {}))
+    model = build_retriever(
+        method, tiny, **({"gate": False, "init": "random"} if method == "pt2-dpr" else {})
+    )
     with torch.no_grad():  # move every trainable tensor away from its initial value
         for p in model.trainable_parameters():
             p.add_(torch.randn_like(p) * 0.01)
@@ -110,7 +121,9 @@ def test_save_load_round_trip_is_exact(tiny, tmp_path, method):
     assert set(saved) == set(model.trainable_state_dict())
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["method"] == method and config["trainable_parameters"] == model.trainable_parameter_count()
-    assert "versions" in config and (tmp_path / "m" / "README.md").read_text().startswith("# beir_peft retriever")
+    assert "versions" in config and (tmp_path / "m" / "README.md").read_text().startswith(
+        "# beir_peft retriever"
+    )
 
 
 def test_options(tiny):
@@ -131,9 +144,13 @@ def test_encode_interface(tiny):
     model = PT2DPR(tiny)
     out = model.encode_queries(["one query"], batch_size=2)
     assert out.dtype == np.float32 and out.shape == (1, 32)
-    tensor = model.encode_corpus([{"title": None, "text": "t"}, {"text": "u"}], batch_size=2, convert_to_tensor=True)
+    tensor = model.encode_corpus(
+        [{"title": None, "text": "t"}, {"text": "u"}], batch_size=2, convert_to_tensor=True
+    )
     assert torch.is_tensor(tensor) and tensor.shape == (2, 32)
-    normed = model.encode_corpus({"title": ["a", "b"], "text": ["x", "y"]}, batch_size=2, normalize_embeddings=True)
+    normed = model.encode_corpus(
+        {"title": ["a", "b"], "text": ["x", "y"]}, batch_size=2, normalize_embeddings=True
+    )
     np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, atol=1e-5)
     assert model.encode_queries([], batch_size=2).shape == (0, 32)
 
@@ -184,7 +201,10 @@ def test_load_refuses_a_changed_prefix_length(saved):
         (lambda p: (p / "weights.safetensors").unlink(), "missing weights"),
         (lambda p: (p / "weights.safetensors").write_bytes(b"garbage"), "unreadable"),
         (lambda p: (p / "config.json").write_text('{"method": "dpr-xl"}'), "unknown method"),
-        (lambda p: (p / "config.json").write_text('{"method": "pt2-dpr", "prefix_lenght": 3}'), "unknown field"),
+        (
+            lambda p: (p / "config.json").write_text('{"method": "pt2-dpr", "prefix_lenght": 3}'),
+            "unknown field",
+        ),
     ],
 )
 def test_damaged_folders_give_one_clear_error(saved, damage, match):

@@ -31,7 +31,11 @@ def demo_train():
 
 def fresh(tiny, method="pt2-dpr"):
     torch.manual_seed(0)
-    return build_retriever(method, tiny, gate=False, init="random") if method == "pt2-dpr" else build_retriever(method, tiny)
+    return (
+        build_retriever(method, tiny, gate=False, init="random")
+        if method == "pt2-dpr"
+        else build_retriever(method, tiny)
+    )
 
 
 class Interrupt(Exception):
@@ -56,8 +60,14 @@ def test_every_method_trains_only_its_parameters(tiny, demo_train, tmp_path, met
     model = fresh(tiny, method)
     before = {n: p.detach().clone() for n, p in model.module.named_parameters()}
     losses = []
-    train(model, demo_train, tmp_path / "run", TrainingConfig(epochs=2, batch_size=4, learning_rate=1e-2, checkpoint_every=0),
-          show_progress_bar=False, on_step=lambda step, loss: losses.append(loss))
+    train(
+        model,
+        demo_train,
+        tmp_path / "run",
+        TrainingConfig(epochs=2, batch_size=4, learning_rate=1e-2, checkpoint_every=0),
+        show_progress_bar=False,
+        on_step=lambda step, loss: losses.append(loss),
+    )
     assert len(losses) == 2 * 2 and all(torch.isfinite(torch.tensor(losses)))
     trainable = {n for n, p in model.module.named_parameters() if p.requires_grad}
     for name, param in model.module.named_parameters():
@@ -78,7 +88,14 @@ def test_training_lowers_the_loss(tiny, demo_train, tmp_path, method, lr, factor
         model.module.eval()
         loss_fn = DualEncoderMNRLoss(model.module, scale=1.0)
         with torch.no_grad():
-            return float(loss_fn([model.tokenize([r["query"] for r in rows]), model.tokenize([r["positive"] for r in rows])]))
+            return float(
+                loss_fn(
+                    [
+                        model.tokenize([r["query"] for r in rows]),
+                        model.tokenize([r["positive"] for r in rows]),
+                    ]
+                )
+            )
 
     before = eval_loss()
     config = TrainingConfig(epochs=10, batch_size=4, learning_rate=lr, scale=1.0, checkpoint_every=0)
@@ -99,7 +116,9 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny, demo_train, tmp_pa
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(fresh(tiny), demo_train, tmp_path / "killed", config, show_progress_bar=False, on_step=stop_at_4)
+        train(
+            fresh(tiny), demo_train, tmp_path / "killed", config, show_progress_bar=False, on_step=stop_at_4
+        )
     assert [p.name for p in checkpoint_dirs(tmp_path / "killed")] == ["step-2", "step-3"]
     assert not (tmp_path / "killed" / "config.json").exists()
 
@@ -107,10 +126,19 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny, demo_train, tmp_pa
         train(fresh(tiny), demo_train, tmp_path / "killed", config, show_progress_bar=False)
     steps = []
     resumed = fresh(tiny)
-    train(resumed, demo_train, tmp_path / "killed", config, resume=True, show_progress_bar=False,
-          on_step=lambda step, loss: steps.append(step))
+    train(
+        resumed,
+        demo_train,
+        tmp_path / "killed",
+        config,
+        resume=True,
+        show_progress_bar=False,
+        on_step=lambda step, loss: steps.append(step),
+    )
     assert steps == [4, 5, 6]
-    for (name, a), b in zip(straight.trainable_state_dict().items(), resumed.trainable_state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        straight.trainable_state_dict().items(), resumed.trainable_state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)
 
 
@@ -123,8 +151,14 @@ def test_resume_refuses_changed_settings(tiny, demo_train, tmp_path):
     with pytest.raises(Interrupt):
         train(fresh(tiny), demo_train, tmp_path / "run", config, show_progress_bar=False, on_step=stop)
     with pytest.raises(ConfigError, match="batch_size"):
-        train(fresh(tiny), demo_train, tmp_path / "run", TrainingConfig(epochs=2, batch_size=3, checkpoint_every=2),
-              resume=True, show_progress_bar=False)
+        train(
+            fresh(tiny),
+            demo_train,
+            tmp_path / "run",
+            TrainingConfig(epochs=2, batch_size=3, checkpoint_every=2),
+            resume=True,
+            show_progress_bar=False,
+        )
 
 
 def test_hard_negatives_are_mined_and_exclude_positives(tiny, demo_train):
@@ -134,7 +168,12 @@ def test_hard_negatives_are_mined_and_exclude_positives(tiny, demo_train):
     for qid, docs in negatives.items():
         assert len(docs) == 5 and not set(docs) & set(demo_train.qrels[qid])
     rows = training_rows(demo_train, negatives, count=2, seed=0)
-    assert len(rows) == len(demo_train.train_pairs()) and set(rows[0]) == {"query", "positive", "negative_1", "negative_2"}
+    assert len(rows) == len(demo_train.train_pairs()) and set(rows[0]) == {
+        "query",
+        "positive",
+        "negative_1",
+        "negative_2",
+    }
 
 
 def test_training_with_a_hard_negative(tiny, demo_train, tmp_path):
@@ -151,4 +190,10 @@ def test_bad_training_settings(tiny, demo_train, tmp_path):
         TrainingConfig(hard_negatives=5, negative_depth=3)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a folder"):
-        train(fresh(tiny), demo_train, tmp_path / "file", TrainingConfig(epochs=1, batch_size=4), show_progress_bar=False)
+        train(
+            fresh(tiny),
+            demo_train,
+            tmp_path / "file",
+            TrainingConfig(epochs=1, batch_size=4),
+            show_progress_bar=False,
+        )

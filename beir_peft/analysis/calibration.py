@@ -318,20 +318,38 @@ def _draw_bins(ax: Any, series: list[tuple[str, CalibrationResult]], show_legend
     edges = series[0][1].bin_edges
     width = edges[1] - edges[0]
     slot = width / len(series)
-    colors = [f"C{i}" for i in range(len(series))]
     for s, (name, result) in enumerate(series):
-        color = "C0" if len(series) == 1 else colors[s]
+        color = f"C{s}"
+        first = next(m for m, count in enumerate(result.counts) if count)  # the bin that carries the labels
         for m, count in enumerate(result.counts):
             acc, conf = result.accuracy[m], result.confidence[m]
             if not count or acc is None or conf is None:
                 continue
-            left = edges[m] + s * slot
-            center = left + slot / 2
-            label_bar = (name if len(series) > 1 else "accuracy") if m == _first_filled(result) else None
-            ax.bar(center, acc, width=slot * 0.95, color=color, alpha=0.85, edgecolor="black", linewidth=0.4, label=label_bar)
+            center = edges[m] + (s + 0.5) * slot
+            label_bar = (name if len(series) > 1 else "accuracy") if m == first else None
+            ax.bar(
+                center,
+                acc,
+                width=slot * 0.95,
+                color=color,
+                alpha=0.85,
+                edgecolor="black",
+                linewidth=0.4,
+                label=label_bar,
+            )
             low, high = sorted((acc, conf))
-            gap_label = "gap to confidence" if (s == 0 and m == _first_filled(result)) else None
-            ax.bar(center, high - low, bottom=low, width=slot * 0.95, color="none", edgecolor="red", hatch="//", linewidth=0.6, label=gap_label)
+            gap_label = "gap to confidence" if (s == 0 and m == first) else None
+            ax.bar(
+                center,
+                high - low,
+                bottom=low,
+                width=slot * 0.95,
+                color="none",
+                edgecolor="red",
+                hatch="//",
+                linewidth=0.6,
+                label=gap_label,
+            )
             ax.annotate(
                 str(count),
                 (center, max(acc, conf)),
@@ -350,7 +368,3 @@ def _draw_bins(ax: Any, series: list[tuple[str, CalibrationResult]], show_legend
     ax.tick_params(labelsize=7)
     if show_legend:
         ax.legend(loc="upper left", fontsize=7)
-
-
-def _first_filled(result: CalibrationResult) -> int:
-    return next(m for m, count in enumerate(result.counts) if count)

@@ -4,14 +4,16 @@ A query's length is the number of whitespace-separated tokens of its text (``len
 Queries are split into (at most) ``num_buckets`` buckets of about equal size by quantile edges
 computed on the query set (the judged queries):
 
-* edge ``j`` (``j = 1 .. B-1``) is the ``j/B`` quantile of the lengths by the inverted-CDF rule: the
-  length at position ``ceil(j * n / B)`` (1-based) of the sorted lengths; the first bucket starts at
-  the shortest length and the last ends at the longest;
-* bucket ``b`` holds the lengths in ``(edge_b, edge_{b+1}]`` (the first one also holds its lower edge):
-  every query lands in exactly one bucket, and queries of the same length always share a bucket;
-* edges that coincide because of ties are merged, so a bucket never is empty, but there can be
+* the upper edges are the ``j/B`` quantiles of the lengths (``j = 1 .. B-1``) by the inverted-CDF
+  rule (the length at position ``ceil(j * n / B)``, 1-based, of the sorted lengths) and the longest
+  length, each kept once;
+* a bucket holds the lengths in ``(previous upper edge, its upper edge]``, the first one from the
+  shortest length on: every query lands in exactly one bucket, and queries of the same length
+  always share a bucket;
+* edges that coincide because of ties are merged, so a bucket is never empty, but there can be
   fewer than ``B`` buckets and their sizes can differ (a length shared by many queries stays in one
-  bucket rather than being split to even the sizes).
+  bucket rather than being split to even the sizes). Example: lengths ``1 1 1 1 1 1 2 3 4 5`` in 5
+  buckets give edges ``[1, 1, 3, 5]`` (see :func:`bucket_edges`), buckets ``{1}``, ``{2, 3}``, ``{4, 5}``.
 
 Per bucket and model the score is the mean per-query nDCG@10 (pytrec_eval, through
 :func:`beir_peft.evaluation.per_query_ndcg`); a judged query missing from a run scores 0 there (and
@@ -81,7 +83,11 @@ class LengthBucket:
 
     @property
     def label(self) -> str:
-        return str(self.min_length) if self.min_length == self.max_length else f"{self.min_length}-{self.max_length}"
+        return (
+            str(self.min_length)
+            if self.min_length == self.max_length
+            else f"{self.min_length}-{self.max_length}"
+        )
 
 
 @dataclass
@@ -110,7 +116,10 @@ class QueryLengthResult:
         """A Markdown table: one row per bucket (length range, query count, nDCG@k per model), then all."""
         metric = f"nDCG@{self.k}"
         header = ["bucket", "query length", "queries", *(f"{name} {metric}" for name in self.models)]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(self.models)) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] * 3 + ["---:"] * len(self.models)) + "|",
+        ]
         for bucket in self.buckets:
             cells = [str(bucket.index + 1), bucket.label, str(bucket.num_queries)]
             cells += [f"{bucket.ndcg[name]:.4f}" for name in self.models]
@@ -158,7 +167,9 @@ def query_length_analysis(
     for name, run in runs.items():
         subset = {qid: run[qid] for qid in qids if qid in run}
         if not subset:
-            raise DatasetError(f"run {name!r}: no query of the run has relevance judgements (qrels); check the split")
+            raise DatasetError(
+                f"run {name!r}: no query of the run has relevance judgements (qrels); check the split"
+            )
         per_query = per_query_ndcg(judged, subset, k, ignore_identical_ids)
         scores[name] = {qid: per_query.get(qid, 0.0) for qid in qids}
         missing[name] = len(qids) - len(subset)
@@ -188,7 +199,9 @@ def query_length_analysis(
     )
 
 
-def plot_query_length(result: QueryLengthResult, path: str | os.PathLike, *, title: str | None = None) -> None:
+def plot_query_length(
+    result: QueryLengthResult, path: str | os.PathLike, *, title: str | None = None
+) -> None:
     """Write a PNG like Tam et al.'s Figure 4: nDCG@k per bucket (lines, left axis) and queries per bucket (bars, right axis).
 
     Needs matplotlib (``pip install "beir-peft[plots]"``; a missing one is a :class:`ConfigError`);
@@ -200,23 +213,51 @@ def plot_query_length(result: QueryLengthResult, path: str | os.PathLike, *, tit
     ax = figure.subplots()
     counts_ax = ax.twinx()
     xs = list(range(len(result.buckets)))
-    counts_ax.bar(xs, [b.num_queries for b in result.buckets], width=0.6, color="lightgray", edgecolor="gray", label="#queries")
+    counts_ax.bar(
+        xs,
+        [b.num_queries for b in result.buckets],
+        width=0.6,
+        color="lightgray",
+        edgecolor="gray",
+        label="#queries",
+    )
     for x, bucket in zip(xs, result.buckets, strict=True):
-        counts_ax.annotate(str(bucket.num_queries), (x, bucket.num_queries), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7, color="dimgray")
+        counts_ax.annotate(
+            str(bucket.num_queries),
+            (x, bucket.num_queries),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="dimgray",
+        )
     counts_ax.set_ylabel("#queries")
     counts_ax.set_ylim(0, max(b.num_queries for b in result.buckets) * 1.25)
     # the lines in front of the bars
     ax.set_zorder(counts_ax.get_zorder() + 1)
     ax.patch.set_visible(False)
     for i, name in enumerate(result.models):
-        ax.plot(xs, [b.ndcg[name] for b in result.buckets], marker="o", color=f"C{i}", label=f"{name} (all: {result.overall[name]:.3f})")
+        ax.plot(
+            xs,
+            [b.ndcg[name] for b in result.buckets],
+            marker="o",
+            color=f"C{i}",
+            label=f"{name} (all: {result.overall[name]:.3f})",
+        )
     ax.set_xticks(xs, [b.label for b in result.buckets])
     ax.set_xlabel("query length (whitespace tokens)")
     ax.set_ylabel(f"nDCG@{result.k}")
-    ax.set_ylim(0, 1.0)
+    ax.set_ylim(0, 1.05)
     handles, labels = ax.get_legend_handles_labels()
     bar_handles, bar_labels = counts_ax.get_legend_handles_labels()
-    ax.legend(handles + bar_handles, labels + bar_labels, loc="upper left", fontsize=7)
+    figure.legend(
+        handles + bar_handles,
+        labels + bar_labels,
+        loc="outside lower center",
+        ncol=len(labels) + 1,
+        fontsize=7,
+    )
     if title:
         ax.set_title(title)
     save_png(figure, path)

@@ -29,7 +29,9 @@ def read_run_file(path: str | os.PathLike) -> Run:
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"missing run file {path}" if not path.exists() else f"run file {path} is not a file")
+        raise DatasetError(
+            f"missing run file {path}" if not path.exists() else f"run file {path} is not a file"
+        )
     run: Run = {}
     first_line: dict[tuple[str, str], int] = {}
     try:
@@ -39,7 +41,9 @@ def read_run_file(path: str | os.PathLike) -> Run:
                 if not parts:
                     continue
                 if len(parts) != 6:
-                    raise DatasetError(f"{path} line {lineno}: expected 6 columns ({COLUMNS}), got {len(parts)}")
+                    raise DatasetError(
+                        f"{path} line {lineno}: expected 6 columns ({COLUMNS}), got {len(parts)}"
+                    )
                 qid, _q0, doc_id, rank, score, _name = parts
                 try:
                     int(rank)

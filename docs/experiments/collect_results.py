@@ -48,7 +48,9 @@ def row(runs: Path, name: str) -> str | None:
 
 
 def main(runs: Path) -> None:
-    print("| model | SciFact test nDCG@10 / R@100 | MS MARCO slice nDCG@10 / R@100 | trainable params | weights bytes | s / epoch | lr |")
+    print(
+        "| model | SciFact test nDCG@10 / R@100 | MS MARCO slice nDCG@10 / R@100 | trainable params | weights bytes | s / epoch | lr |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     names = [n for n in ORDER] + sorted({p.name.split(".")[0] for p in runs.glob("*.json")} - set(ORDER))
     for name in names:

@@ -4,7 +4,7 @@ Tam et al. 2022, section 4.2 and Table 1: ``l`` trainable embeddings are prepend
 word embeddings only; every layer above sees them as ordinary tokens. Unlike deep prompts, their
 influence must travel up from the first layer, which is why the paper finds them weaker.
 
-The prompts are spliced in by hooks on the Hugging Face encoder: before its forward the input ids
+The prompts are spliced in by hooks on the sentence-transformers ``Transformer`` module: before its forward the input ids
 become embeddings with the prompt in front (attention mask and token types extended, position ids
 of the real tokens unchanged); after it the prompt positions are cut from ``last_hidden_state``, so
 pooling sees exactly the original tokens.

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from ..io import write_json_atomic
 from ..losses import DualEncoderMNRLoss
 from ..models.base import passage_text
 from ..models.tuned import TunedRetriever
-from ..training.checkpoints import latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..training.checkpoints import CHECKPOINTS, latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -228,12 +229,15 @@ def train(
         raise ConfigError(f"{retriever.method}: the retriever has no trainable parameters")
     learning_rate = config.learning_rate_for(retriever.method)
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = len(sampler)
+    # Each process takes every num_processes-th batch; accelerate's scheduler wrapper then steps
+    # num_processes times per optimizer step, so the schedule is laid out over all processes' steps.
+    processes = accelerator.num_processes
+    steps_per_epoch = math.ceil(len(sampler) / processes)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+        optimizer, math.ceil(config.warmup_ratio * total_steps) * processes, total_steps * processes
     )
     module, optimizer, loader, scheduler = accelerator.prepare(retriever.module, optimizer, loader, scheduler)
     loss_fn = DualEncoderMNRLoss(module, scale=config.scale)
@@ -334,6 +338,8 @@ def train(
     record.update(steps=step, epoch_seconds=[round(t, 2) for t in epoch_times])
     if accelerator.is_main_process:
         save_retriever(retriever, output, training=record)
+        # The finished folder supersedes its checkpoints (for `ft` each holds a whole backbone).
+        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     accelerator.wait_for_everyone()
     return output
 
@@ -402,10 +408,6 @@ def check_output_folder(output: str | Path, resume: bool = False, overwrite: boo
 
 def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, dataset, config):
     """Check the run folder against ``resume``/``overwrite``; the checkpoint to resume from, if any."""
-    import shutil
-
-    from ..training.checkpoints import CHECKPOINTS
-
     check_output_folder(output, resume, overwrite)
     if overwrite and output.exists():
         for name in (CHECKPOINTS,):

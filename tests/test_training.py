@@ -136,6 +136,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny, demo_train, tmp_pa
         on_step=lambda step, loss: steps.append(step),
     )
     assert steps == [4, 5, 6]
+    assert checkpoint_dirs(tmp_path / "killed") == []  # the finished folder supersedes them
     for (name, a), b in zip(
         straight.trainable_state_dict().items(), resumed.trainable_state_dict().values(), strict=True
     ):

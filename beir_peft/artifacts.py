@@ -135,12 +135,15 @@ def load(path: str | Path, device: str | None = None):
 def model_card(config: dict[str, Any], results: dict[str, Any] | None = None) -> str:
     """A short Markdown card: what the folder is, how to load it, how it was trained."""
     method = config["method"]
+    score = config.get("score_function")
+    if score is None and config.get("similarity"):  # late interaction (PT2-ColBERT)
+        score = f"MaxSim over {config['similarity']} token similarities"
     lines = [
         f"# beir_peft retriever: {method}",
         "",
-        f"- backbone: `{config.get('backbone')}` (frozen unless the method is `ft`)",
+        f"- backbone: `{config.get('backbone')}` (frozen unless the method is `ft` or `colbert-ft`)",
         f"- trainable parameters: {config.get('trainable_parameters', 0):,} of {config.get('total_parameters', 0):,}",
-        f"- score function: {config.get('score_function')}",
+        f"- score function: {score}",
         "",
         "```python",
         "import beir_peft",

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..artifacts import FOLDER_METADATA, WEIGHTS_NAME, read_weights, register_loader
 from .base import PASSAGE, QUERY, DenseRetriever, passage_text
+from .colbert import COLBERT_METHODS, ColBERTConfig, PT2ColBERT
 from .tuned import METHODS, PT2DPR, TunedConfig, TunedRetriever, build_retriever
 
 
@@ -23,7 +24,21 @@ def _load_tuned(path: Path, config: dict[str, Any]) -> TunedRetriever:
     return retriever
 
 
+@register_loader(*COLBERT_METHODS)
+def _load_colbert(path: Path, config: dict[str, Any]) -> PT2ColBERT:
+    fields = {k: v for k, v in config.items() if k not in FOLDER_METADATA}
+    colbert = ColBERTConfig.from_dict(fields, where=str(path / "config.json"))
+    # The saved weights replace the prefix and the linear layer: skip the text initialisation.
+    retriever = PT2ColBERT(config=dataclasses.replace(colbert, init="random"))
+    retriever.config = colbert
+    retriever.load_trainable_state_dict(read_weights(path), where=str(path / WEIGHTS_NAME))
+    return retriever
+
+
 __all__ = [
+    "COLBERT_METHODS",
+    "ColBERTConfig",
+    "PT2ColBERT",
     "METHODS",
     "PASSAGE",
     "PT2DPR",

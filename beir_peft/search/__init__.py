@@ -1,5 +1,7 @@
 """Dense searchers over BEIR corpora: exact brute force, or a faiss index (flat or HNSW).
 
+Late-interaction models (PT2-ColBERT) are searched by :class:`MaxSimSearch` (exact MaxSim).
+
 :func:`make_search` turns the CLI's ``--search`` choice into a BEIR ``BaseSearch``. faiss is only
 imported when a faiss searcher is asked for.
 """
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .corpus import model_description, sanitize_corpus, sanitize_doc
 from .exact import ExactSearch
+from .maxsim import MaxSimSearch
 
 if TYPE_CHECKING:
     from beir.retrieval.search import BaseSearch
@@ -27,6 +30,7 @@ __all__ = [
     "SEARCH_CHOICES",
     "ExactSearch",
     "FaissSearch",
+    "MaxSimSearch",
     "make_search",
     "model_description",
     "sanitize_corpus",

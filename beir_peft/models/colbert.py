@@ -1,0 +1,601 @@
+"""PT2-ColBERT: P-Tuning v2 deep prompts on a frozen late-interaction (ColBERT) retriever.
+
+Tam et al. 2022 (seed 000), appendix B.2, prompt-tune ColBERT (Khattab & Zaharia 2020, *ColBERT:
+Efficient and Effective Passage Search via Contextualized Late Interaction over BERT*): every token
+of the query and of the document gets its own vector, and relevance is MaxSim,
+
+    s(q, d) = sum_i max_j  E_q_i . E_d_j          (paper, equation 2)
+
+with ``E = normalize(Linear(hidden -> 128, no bias)(last hidden states))``. The paper's setting
+(appendix B.2): 32 vectors per query, 300 per document, dimension 128, prefix length 64, learning
+rate 1e-2, batch 32. Faithful to the authors' code (PT-Retrieval's ``PrefixColBERT``):
+
+* **one** encoder and **one** deep prefix shared by queries and documents, the backbone frozen, the
+  prefix and the linear layer trained (``pt2-colbert``); ``colbert-ft`` is the same model with the
+  whole backbone and the linear layer trained and no prefix (ColBERT's full fine-tuning);
+* queries are ``[CLS] [Q] q [SEP]`` padded with ``[MASK]`` to ``query_maxlen`` (*query augmentation*);
+  every one of the ``query_maxlen`` output vectors takes part in MaxSim;
+* documents are ``[CLS] [D] d [SEP]`` up to ``doc_maxlen`` tokens; padding and punctuation tokens
+  (a token whose string is one of ``string.punctuation``) are masked out of MaxSim.
+
+``[Q]``/``[D]`` are ColBERT's ``[unused0]``/``[unused1]``, inserted by id after ``[CLS]`` (the
+tokenizer would split the string ``"[unused0]"`` into four word pieces). BERT-vocabulary backbones
+(bert-base-uncased, all-MiniLM-L6-v2, ...) have both. A tokenizer without a marker token cannot get
+one without growing the frozen embedding matrix, so that marker is left out (``[CLS] q [SEP]``,
+one more text token fits) and a warning says so; ``query_marker=None``/``doc_marker=None`` asks for
+that explicitly.
+
+Two details that are options because the sources differ:
+
+* ``attend_to_mask_tokens`` (default ``False``): in ColBERT v1 and the PT-Retrieval code the
+  ``[MASK]`` padding keeps attention-mask 0, so real tokens do not attend to it, while the
+  ``[MASK]`` positions themselves attend to the query and produce vectors that count in MaxSim.
+  ColBERTv2's ``attend_to_mask_tokens=True`` gives them attention-mask 1.
+* MaxSim skips masked document tokens (``-inf`` before the max). ColBERT v1 instead multiplied them
+  to zero vectors, so a masked token scored 0 and the max over a document was never below 0; the
+  two agree whenever some kept token has a positive cosine, which is the usual case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import string
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..encoders.backbone import (
+    DEFAULT_BACKBONE,
+    backbone_fingerprint,
+    check_fingerprint,
+    hf_model,
+    load_backbone,
+)
+from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text
+from ..errors import ArtifactError, ConfigError
+from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
+
+logger = logging.getLogger(__name__)
+
+COLBERT_METHODS = ("pt2-colbert", "colbert-ft")
+SIMILARITIES = ("cosine",)
+#: word-boundary markers of BPE / sentencepiece vocabularies, stripped before the punctuation test
+_BOUNDARY_MARKERS = "\u0120\u2581"  # "Ġ" (GPT-2 / RoBERTa BPE), "▁" (sentencepiece)
+
+
+@dataclass
+class ColBERTConfig:
+    """Everything needed to rebuild a ColBERT retriever on its backbone (saved as ``config.json``).
+
+    Defaults follow the paper's appendix B.2 (32 query vectors, 300 document vectors, dimension 128,
+    prefix length 64 as in the evaluated checkpoint) and ColBERT's tokenisation; the prefix options
+    are PT2-DPR's, including beir_peft's zero-initialised gate and text initialisation (see
+    docs/pt2_dpr.md). Prefix options are ignored by ``colbert-ft``.
+    """
+
+    method: str = "pt2-colbert"
+    backbone: str = DEFAULT_BACKBONE
+    dim: int = 128  # paper: 128
+    query_maxlen: int = 32  # paper: 32 query embeddings
+    doc_maxlen: int = 300  # paper: 300 (Thakur et al. 2021); capped at the backbone's positions
+    query_marker: str | None = "[unused0]"  # ColBERT's [Q]
+    doc_marker: str | None = "[unused1]"  # ColBERT's [D]
+    mask_punctuation: bool = True  # ColBERT: punctuation tokens are not document vectors
+    query_augmentation: bool = True  # ColBERT: pad queries with [MASK] to query_maxlen
+    attend_to_mask_tokens: bool = False  # ColBERT v1 / PT-Retrieval: False; ColBERTv2 option: True
+    similarity: str = "cosine"  # L2-normalised token vectors
+    # --- the deep prefix (pt2-colbert), as in PT2-DPR
+    prefix_length: int = 64  # paper: 64 (the evaluated checkpoint; the code's script: 180)
+    prefix_dropout: float = 0.1  # paper: 0.1
+    projection: bool = False  # prefix-tuning's reparameterisation MLP; P-Tuning v2: off
+    projection_hidden: int = 512
+    gate: bool = True  # zero-initialised gate (beir_peft's recipe); paper: no gate
+    init: str = "text"  # "text": backbone's own keys/values of real text; "random": N(0, init_std)
+    init_std: float = 1.0
+    init_text: str | None = None
+    shift_positions: bool = False  # the authors' code does not shift
+    # --- identity of the backbone the weights belong to (filled in when built)
+    backbone_fingerprint: str | None = None
+
+    def __post_init__(self):
+        if self.method not in COLBERT_METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(COLBERT_METHODS)}")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        if self.init not in ("text", "random"):
+            raise ConfigError(f"init must be 'text' or 'random', got {self.init!r}")
+        if self.dim < 1:
+            raise ConfigError(f"dim must be >= 1, got {self.dim}")
+        if self.query_maxlen < 4 or self.doc_maxlen < 4:
+            raise ConfigError(
+                f"query_maxlen and doc_maxlen must be >= 4 (CLS, marker, a token, SEP), got "
+                f"{self.query_maxlen} and {self.doc_maxlen}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "config") -> ColBERTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ArtifactError(
+                f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever"
+            )
+        return cls(**data)
+
+
+def maxsim(
+    q_vectors: torch.Tensor,
+    q_mask: torch.Tensor | None,
+    d_vectors: torch.Tensor,
+    d_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """MaxSim of every query against every document: ``(n_queries, n_docs)``.
+
+    ``score[a, b] = sum over kept query tokens i of max over kept document tokens j of q[a, i] . d[b, j]``
+    (Khattab & Zaharia 2020, equation 3; Tam et al. 2022, equation 2). With L2-normalised vectors the
+    inner product is the cosine.
+
+    Args:
+        q_vectors: ``(n_queries, Lq, dim)``; q_mask: ``(n_queries, Lq)`` bool/0-1, which query
+            vectors count (``None``: all).
+        d_vectors: ``(n_docs, Ld, dim)``; d_mask: ``(n_docs, Ld)``, which document vectors can be
+            the max (``None``: all). A document with no kept token scores ``-inf``.
+    """
+    sims = torch.einsum("aid,bjd->abij", q_vectors, d_vectors.to(q_vectors.dtype))
+    if d_mask is not None:
+        sims = sims.masked_fill(~d_mask.bool()[None, :, None, :], float("-inf"))
+    best = sims.amax(dim=-1)  # (n_queries, n_docs, Lq)
+    if q_mask is not None:
+        best = best.masked_fill(~q_mask.bool()[:, None, :], 0.0)
+    return best.sum(dim=-1)
+
+
+class PT2ColBERT:
+    """A ColBERT late-interaction retriever on a (frozen) sentence-transformers backbone.
+
+    ``method="pt2-colbert"`` (default): the backbone is frozen; one deep prefix (P-Tuning v2, shared
+    by queries and documents, as in the authors' code) and the ``Linear(hidden, dim, bias=False)``
+    are trained (Tam et al. 2022, appendix B.2). ``method="colbert-ft"``: no prefix; the backbone
+    and the linear layer are trained (Khattab & Zaharia 2020).
+
+    ``retriever.module`` is the ``nn.Module`` owning every parameter (backbone, prefix, linear);
+    ``module(features, side)`` is the differentiable forward used in training.
+
+    Not a single-vector BEIR dense model: search it with
+    :class:`beir_peft.search.maxsim.MaxSimSearch`::
+
+        from beir.retrieval.evaluation import EvaluateRetrieval
+        from beir_peft import PT2ColBERT
+        from beir_peft.search.maxsim import MaxSimSearch
+
+        model = PT2ColBERT()
+        retriever = EvaluateRetrieval(MaxSimSearch(model), score_function="maxsim")
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        *,
+        config: ColBERTConfig | None = None,
+        backbone_model=None,
+        device: str | None = None,
+        **options,
+    ):
+        if config is None:
+            config = _config(backbone, options)
+        elif options:
+            raise ConfigError("pass either config or options, not both")
+        model = (
+            backbone_model if backbone_model is not None else load_backbone(config.backbone, device=device)
+        )
+        self.config = config
+        self.method = config.method
+        self.model = model  # the sentence-transformers pipeline (tokenizer, fingerprint)
+        if config.backbone_fingerprint is None:
+            config.backbone_fingerprint = backbone_fingerprint(model)
+        else:
+            check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
+        self.encoder = hf_model(model)
+        self.tokenizer = model.tokenizer
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+
+        self._host: DeepPromptHost | None = None
+        prompt: DeepPrompt | None = None
+        if config.method == "pt2-colbert":
+            prompt = self._build_prompt()
+        else:  # colbert-ft: the whole encoder but BERT's pooler head, which ColBERT never uses
+            for name, parameter in self.encoder.named_parameters():
+                parameter.requires_grad_(not name.startswith("pooler."))
+        hidden = int(self.encoder.config.hidden_size)
+        linear = nn.Linear(hidden, config.dim, bias=False)
+        nn.init.normal_(linear.weight, std=float(getattr(self.encoder.config, "initializer_range", 0.02)))
+        self.module = _ColBERTModule(self, self.encoder, prompt, linear.to(self.device))
+
+        self._set_up_tokens()
+
+    # ------------------------------------------------------------------ construction
+    def _build_prompt(self) -> DeepPrompt:
+        cfg = self.config
+        self._host = DeepPromptHost(self.encoder, shift_positions=cfg.shift_positions)
+        prompt = self._host.new_prompt(
+            length=cfg.prefix_length,
+            dropout=cfg.prefix_dropout,
+            projection=cfg.projection,
+            projection_hidden=cfg.projection_hidden,
+            gate=cfg.gate,
+            init_std=cfg.init_std,
+        )
+        if cfg.init == "text" and not cfg.projection:
+            prompt.init_from_activations(
+                *self._text_activations(cfg.init_text or default_init_text(), cfg.prefix_length)
+            )
+        return prompt.to(self.device)
+
+    def _text_activations(self, text: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone keys/values of ``text`` repeated to ``length`` tokens (CLS/SEP dropped), as in PT2-DPR."""
+        words = max(1, len(text.split()))
+        repeated = " ".join([text] * (length // words + 1))
+        encoded = self.tokenizer(
+            repeated, truncation=True, max_length=min(length + 2, self._position_limit()), return_tensors="pt"
+        )
+        keys, values = self._host.activations_of({k: v.to(self.device) for k, v in encoded.items()})
+        if keys.shape[2] < length + 1:
+            raise ConfigError(
+                f"prefix_length {length} does not fit the backbone's {self._position_limit()} positions"
+            )
+        return keys[:, :, 1 : length + 1].cpu(), values[:, :, 1 : length + 1].cpu()
+
+    def _position_limit(self) -> int:
+        """Tokens one sequence can hold: the backbone's position embeddings.
+
+        Not the sentence-transformers ``max_seq_length`` (all-MiniLM-L6-v2: 256, a training-time
+        choice that its tokenizer's ``model_max_length`` copies): the paper's 300 document tokens fit
+        MiniLM's 512 positions. RoBERTa-style embeddings start positions after ``padding_idx``.
+        """
+        limit = int(getattr(self.encoder.config, "max_position_embeddings", 512))
+        positions = getattr(getattr(self.encoder, "embeddings", None), "position_embeddings", None)
+        padding_idx = getattr(positions, "padding_idx", None)
+        if padding_idx is not None:
+            limit -= int(padding_idx) + 1
+        return limit
+
+    def _set_up_tokens(self) -> None:
+        cfg, tok = self.config, self.tokenizer
+        vocab = tok.get_vocab()
+
+        def marker_id(marker: str | None, side: str) -> int | None:
+            if marker is None:
+                return None
+            if marker not in vocab:
+                logger.warning(
+                    "the tokenizer of %s has no %r token: %s are encoded without a marker",
+                    cfg.backbone,
+                    marker,
+                    side,
+                )
+                return None
+            return int(vocab[marker])
+
+        self.query_marker_id = marker_id(cfg.query_marker, "queries")
+        self.doc_marker_id = marker_id(cfg.doc_marker, "documents")
+        for name in ("cls_token_id", "sep_token_id", "pad_token_id"):
+            if getattr(tok, name) is None:
+                raise ConfigError(f"the tokenizer of {cfg.backbone} has no {name.removesuffix('_id')} token")
+        if cfg.query_augmentation and tok.mask_token_id is None:
+            raise ConfigError(
+                f"query_augmentation needs a [MASK] token; the tokenizer of {cfg.backbone} has none"
+            )
+
+        limit = self._position_limit()
+        if self._host is not None and cfg.shift_positions:
+            limit -= cfg.prefix_length  # real tokens start at position prefix_length
+        if cfg.query_maxlen > limit:
+            raise ConfigError(f"query_maxlen {cfg.query_maxlen} exceeds the backbone's {limit} positions")
+        self.query_maxlen = cfg.query_maxlen
+        self.doc_maxlen = min(cfg.doc_maxlen, limit)
+        if self.doc_maxlen < cfg.doc_maxlen:
+            logger.info(
+                "doc_maxlen %d capped at %d, the backbone's position limit", cfg.doc_maxlen, self.doc_maxlen
+            )
+
+        skip: set[int] = set()
+        if cfg.mask_punctuation:
+            punctuation = set(string.punctuation)
+            for token, index in vocab.items():
+                bare = token[1:] if token[:1] and token[0] in _BOUNDARY_MARKERS else token
+                if bare in punctuation:
+                    skip.add(int(index))
+        special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, tok.mask_token_id}
+        self._skip_ids = torch.tensor(sorted(skip - special), dtype=torch.long)
+
+    # ------------------------------------------------------------------ tokenisation
+    def _token_ids(self, texts: Sequence[str], side: str) -> list[list[int]]:
+        """``[CLS] marker text [SEP]`` ids per text, truncated to the side's maximum length."""
+        marker = self.query_marker_id if side == QUERY else self.doc_marker_id
+        maxlen = self.query_maxlen if side == QUERY else self.doc_maxlen
+        room = maxlen - 2 - (marker is not None)
+        bodies = self.tokenizer(
+            [t if t is not None else "" for t in texts],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=room,
+        )["input_ids"]
+        head = [self.tokenizer.cls_token_id] + ([marker] if marker is not None else [])
+        return [head + body + [self.tokenizer.sep_token_id] for body in bodies]
+
+    def _collate(self, ids: Sequence[list[int]], side: str) -> dict[str, torch.Tensor]:
+        """Pad id lists into model inputs: queries to ``query_maxlen`` ([MASK] with augmentation), docs to the longest."""
+        tok = self.tokenizer
+        augment = side == QUERY and self.config.query_augmentation
+        length = self.query_maxlen if side == QUERY else max(len(x) for x in ids)
+        pad_id = tok.mask_token_id if augment else tok.pad_token_id
+        input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), length), dtype=torch.long)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+            attention[row, : len(x)] = 1
+        if augment and self.config.attend_to_mask_tokens:
+            attention.fill_(1)
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": attention.to(self.device),
+            "token_type_ids": torch.zeros_like(input_ids).to(self.device),
+        }
+
+    def tokenize_queries(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Model inputs for queries: ``(n, query_maxlen)`` ids ``[CLS] [Q] q [SEP] [MASK]...``, on the device."""
+        return self._collate(self._token_ids(list(texts), QUERY), QUERY)
+
+    def tokenize_docs(self, texts: Sequence[str | Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Model inputs for documents (strings or BEIR dicts): ``[CLS] [D] d [SEP]`` padded to the longest."""
+        return self._collate(self._token_ids([passage_text(t) for t in texts], PASSAGE), PASSAGE)
+
+    # ------------------------------------------------------------------ differentiable forward
+    @contextlib.contextmanager
+    def encoding_side(self, side: str) -> Iterator[None]:
+        """The shared prefix is active on both sides (one prompt, as in the authors' code)."""
+        if side not in SIDES:
+            raise ConfigError(f"side must be one of {SIDES}, got {side!r}")
+        if self._host is None:
+            yield
+            return
+        with self._host.use(self.module.prompt):
+            yield
+
+    def _token_vectors(self, features: Mapping[str, torch.Tensor], side: str) -> torch.Tensor:
+        inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
+        with self.encoding_side(side):
+            hidden = self.encoder(**inputs).last_hidden_state
+        return nn.functional.normalize(self.module.linear(hidden), p=2, dim=-1)
+
+    def embed_queries(self, features: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vectors (n, query_maxlen, dim), mask (n, query_maxlen) bool)``, differentiable.
+
+        With query augmentation every position (the ``[MASK]`` padding included) counts in MaxSim;
+        without it only the real tokens do.
+        """
+        vectors = self._token_vectors(features, QUERY)
+        if self.config.query_augmentation:
+            mask = torch.ones(vectors.shape[:2], dtype=torch.bool, device=vectors.device)
+        else:
+            mask = features["attention_mask"].bool()
+        return vectors, mask
+
+    def embed_docs(self, features: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vectors (n, L, dim), mask (n, L) bool)``, differentiable; padding and punctuation masked.
+
+        Masked positions hold zero vectors (ColBERT v1 zeroes them too).
+        """
+        vectors = self._token_vectors(features, PASSAGE)
+        mask = self.doc_mask(features)
+        return vectors * mask.unsqueeze(-1).to(vectors.dtype), mask
+
+    def doc_mask(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Which document tokens are vectors: attended and (``mask_punctuation``) not punctuation."""
+        ids = features["input_ids"]
+        mask = features["attention_mask"].bool()
+        if self._skip_ids.numel():
+            mask = mask & ~torch.isin(ids, self._skip_ids.to(ids.device))
+        return mask
+
+    def score(
+        self,
+        q_vectors: torch.Tensor,
+        q_mask: torch.Tensor | None,
+        d_vectors: torch.Tensor,
+        d_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """MaxSim of every query against every document, ``(n_queries, n_docs)``; see :func:`maxsim`."""
+        return maxsim(q_vectors, q_mask, d_vectors, d_mask)
+
+    # ------------------------------------------------------------------ inference
+    def encode_query_tokens(
+        self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query token vectors: ``(float32 (n, query_maxlen, dim), bool mask (n, query_maxlen))`` on CPU."""
+        texts = list(texts)
+        dim = self.config.dim
+        if not texts:
+            return torch.zeros(0, self.query_maxlen, dim), torch.zeros(0, self.query_maxlen, dtype=torch.bool)
+        ids = self._token_ids(texts, QUERY)
+        vectors, masks = [], []
+        with self._eval():
+            for start in _progress(range(0, len(ids), batch_size), show_progress_bar, "Encoding queries"):
+                q, m = self.embed_queries(self._collate(ids[start : start + batch_size], QUERY))
+                vectors.append(q.float().cpu())
+                masks.append(m.cpu())
+        return torch.cat(vectors), torch.cat(masks)
+
+    def encode_doc_token_lists(
+        self,
+        texts: Sequence[str | Mapping[str, Any]],
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> list[torch.Tensor]:
+        """Per document, its kept token vectors ``(n_i, dim)`` float32 on CPU (ColBERT's ``keep_dims=False``).
+
+        Documents are batched longest first (less padding) and returned in input order.
+        """
+        texts = list(texts)
+        if not texts:
+            return []
+        ids = self._token_ids([passage_text(t) for t in texts], PASSAGE)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out: list[torch.Tensor | None] = [None] * len(ids)
+        with self._eval():
+            for start in _progress(range(0, len(order), batch_size), show_progress_bar, "Encoding documents"):
+                batch = order[start : start + batch_size]
+                d, m = self.embed_docs(self._collate([ids[i] for i in batch], PASSAGE))
+                d, m = d.float().cpu(), m.cpu()
+                for row, index in enumerate(batch):
+                    out[index] = d[row][m[row]]
+        return out  # type: ignore[return-value]
+
+    def encode_doc_tokens(
+        self,
+        texts: Sequence[str | Mapping[str, Any]],
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Document token vectors padded to the longest: ``(float32 (n, L, dim), bool mask (n, L))`` on CPU.
+
+        Punctuation (``mask_punctuation``) and padding are removed; the kept vectors come first in
+        each row and the rest of the row is zero with mask ``False``.
+        """
+        lists = self.encode_doc_token_lists(texts, batch_size, show_progress_bar)
+        length = max((len(x) for x in lists), default=0)
+        vectors = torch.zeros(len(lists), length, self.config.dim)
+        mask = torch.zeros(len(lists), length, dtype=torch.bool)
+        for row, x in enumerate(lists):
+            vectors[row, : len(x)] = x
+            mask[row, : len(x)] = True
+        return vectors, mask
+
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        """Eval mode (prefix dropout off) and no autograd, restored afterwards."""
+        with _inference_mode(self.module), torch.no_grad():
+            yield
+
+    # ------------------------------------------------------------------ trainable state
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def total_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained tensors (``prompt.*`` and ``linear.weight``; ``backbone.*`` for colbert-ft)."""
+        return {name: p.detach() for name, p in self.module.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], where: str = "weights") -> None:
+        """Load trained tensors strictly: every expected name with its exact shape, nothing extra."""
+        expected = {k: v for k, v in self.module.named_parameters() if v.requires_grad}
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing {len(missing)} tensor(s) (e.g. {missing[0]})")
+            if unexpected:
+                parts.append(f"unexpected {len(unexpected)} tensor(s) (e.g. {unexpected[0]})")
+            raise ArtifactError(
+                f"{where}: does not fit a {self.method} retriever on this backbone: {'; '.join(parts)}"
+            )
+        for name, tensor in state.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise ArtifactError(
+                    f"{where}: tensor {name} has shape {tuple(tensor.shape)}, "
+                    f"the model expects {tuple(expected[name].shape)}"
+                )
+        with torch.no_grad():
+            for name, tensor in state.items():
+                expected[name].copy_(tensor.to(expected[name].dtype))
+
+    def save(self, path, **card) -> None:
+        """Write a retriever folder (config.json, weights.safetensors, README.md) atomically."""
+        from ..artifacts import save_retriever
+
+        save_retriever(self, path, **card)
+
+    def fingerprint(self) -> str:
+        """A hash of the config and the trained tensors: tells two checkpoints apart (index caches)."""
+        digest = hashlib.sha256(repr(sorted(self.config.to_dict().items())).encode())
+        for name, tensor in sorted(self.trainable_state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ misc
+    @property
+    def score_function(self) -> str:
+        return "maxsim"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    def to(self, device: str | torch.device) -> PT2ColBERT:
+        self.module.to(device)
+        return self
+
+    def describe(self) -> str:
+        return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(method={self.method!r}, backbone={self.config.backbone!r})"
+
+
+class _ColBERTModule(nn.Module):
+    """The retriever as one ``nn.Module``: ``forward(features, side) -> (vectors, mask)``.
+
+    Owns the encoder (``backbone``), the shared prefix (``prompt``, absent for colbert-ft) and the
+    ``linear`` projection, so that an optimizer, accelerate or DDP see every parameter.
+    """
+
+    def __init__(
+        self, retriever: PT2ColBERT, backbone: nn.Module, prompt: DeepPrompt | None, linear: nn.Linear
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.prompt = prompt
+        self.linear = linear
+        self._retriever = [retriever]  # a list, so nn.Module does not register a cycle
+
+    def forward(self, features: dict[str, torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        retriever = self._retriever[0]
+        if side not in SIDES:
+            raise ConfigError(f"side must be one of {SIDES}, got {side!r}")
+        return retriever.embed_queries(features) if side == QUERY else retriever.embed_docs(features)
+
+
+def _progress(items, show: bool, desc: str):
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc)
+
+
+def _config(backbone: str, options: dict[str, Any]) -> ColBERTConfig:
+    names = {f.name for f in dataclasses.fields(ColBERTConfig)} - {"backbone"}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) for PT2ColBERT: {', '.join(unknown)}")
+    return ColBERTConfig(backbone=backbone, **options)
+
+
+__all__ = ["COLBERT_METHODS", "ColBERTConfig", "PT2ColBERT", "maxsim"]

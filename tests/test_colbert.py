@@ -416,3 +416,13 @@ def test_search_arguments_are_checked(model):
         search.search({"a": {"text": "x"}}, {}, top_k=1)
     with pytest.raises(ConfigError, match="top_k"):
         search.search({"a": {"text": "x"}}, {"q": "x"}, top_k=0)
+
+
+def test_cli_evaluate_picks_maxsim_search_for_a_colbert_folder(model, tmp_path, capsys):
+    from beir_peft.cli import main
+
+    model.save(tmp_path / "colbert")
+    assert main(["evaluate", "--model", str(tmp_path / "colbert"), "--k-values", "1,10", "-q"]) == 0
+    assert "NDCG" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(tmp_path / "colbert"), "--search", "faiss-flat", "-q"]) == 2
+    assert "late-interaction" in capsys.readouterr().err

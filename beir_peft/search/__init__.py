@@ -59,6 +59,16 @@ def make_search(
     ``index_dir`` caches the faiss index (ignored by exact search); ``kwargs`` go to the searcher
     (e.g. ``corpus_chunk_size``, or ``ef_search``/``use_gpu`` for faiss).
     """
+    if getattr(model, "score_function", None) == "maxsim":  # late interaction (PT2-ColBERT)
+        if search not in ("exact", "maxsim"):
+            raise ConfigError(
+                f"a late-interaction model searches with exact MaxSim; --search {search} is for single-vector models"
+            )
+        from .maxsim import MaxSimSearch
+
+        return MaxSimSearch(
+            model, batch_size=batch_size, index_dir=index_dir, show_progress_bar=show_progress_bar, **kwargs
+        )
     if search == "exact":
         if index_dir is not None:
             logger.info("Exact search keeps no index: index_dir=%s is not used", index_dir)

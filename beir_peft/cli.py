@@ -164,7 +164,8 @@ def _describe(retriever) -> str:
 
 
 # ------------------------------------------------------------------------------------- train
-TRAIN_METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft")
+TRAIN_METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "pt2-colbert", "colbert-ft")
+LATE_INTERACTION = ("pt2-colbert", "colbert-ft")
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -216,10 +217,9 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop after this many steps.")
 @click.option(
     "--hard-negatives",
-    default=0,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=0),
-    help="Mined hard negatives per query.",
+    help="Hard negatives per query, mined by the backbone [default: 0; ColBERT methods: 1].",
 )
 @click.option(
     "--scale",
@@ -278,7 +278,7 @@ def train(
     overwrite,
     quiet,
 ):
-    """Train METHOD (pt2-dpr, prompt, bitfit, lora or ft) on a dataset split's relevance pairs."""
+    """Train METHOD (pt2-dpr, prompt, bitfit, lora, ft, pt2-colbert or colbert-ft) on a split's relevance pairs."""
     from .data import DEMO_DATASET, load_dataset
     from .encoders.backbone import DEFAULT_BACKBONE
     from .methods.supervised import TrainingConfig, check_output_folder
@@ -300,7 +300,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         max_steps=max_steps,
-        hard_negatives=hard_negatives,
+        hard_negatives=hard_negatives if hard_negatives is not None else int(method in LATE_INTERACTION),
         scale=scale,
         checkpoint_every=checkpoint_every,
         seed=seed,
@@ -309,7 +309,12 @@ def train(
     import torch
 
     torch.manual_seed(seed)  # a random prefix initialisation is part of the run
-    retriever = build_retriever(method, backbone or DEFAULT_BACKBONE, **options)
+    if method in LATE_INTERACTION:
+        from .models.colbert import PT2ColBERT
+
+        retriever = PT2ColBERT(backbone or DEFAULT_BACKBONE, method=method, **options)
+    else:
+        retriever = build_retriever(method, backbone or DEFAULT_BACKBONE, **options)
     click.echo(f"{data.describe()} | {retriever.describe()}", err=True)
     folder = run_training(
         retriever, data, output, config, resume=resume, overwrite=overwrite, show_progress_bar=not quiet

@@ -426,3 +426,52 @@ def test_cli_evaluate_picks_maxsim_search_for_a_colbert_folder(model, tmp_path, 
     assert "NDCG" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(tmp_path / "colbert"), "--search", "faiss-flat", "-q"]) == 2
     assert "late-interaction" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- training
+def test_pairwise_loss_equals_a_hand_computation(model):
+    from beir_peft.losses import ColBERTPairwiseLoss
+
+    model.module.eval()
+    queries, positives, negatives = QUERIES[:2], DOCS[:2], DOCS[1:3]
+    features = [
+        model.tokenize_queries(queries),
+        model.tokenize_docs(positives),
+        model.tokenize_docs(negatives),
+    ]
+    value = ColBERTPairwiseLoss(model.module)(features)
+    with torch.no_grad():
+        q, qm = model.embed_queries(features[0])
+        pos = torch.diagonal(maxsim(q, qm, *model.embed_docs(features[1])))
+        neg = torch.diagonal(maxsim(q, qm, *model.embed_docs(features[2])))
+    expected = -torch.log_softmax(torch.stack([pos, neg], dim=1), dim=1)[:, 0].mean()
+    torch.testing.assert_close(value.detach(), expected, atol=1e-5, rtol=1e-5)
+    in_batch = ColBERTPairwiseLoss(model.module, in_batch_negatives=True)(features[:2])
+    assert torch.isfinite(in_batch)
+    with pytest.raises(ConfigError, match="negative"):
+        ColBERTPairwiseLoss(model.module)(features[:2])
+
+
+@pytest.mark.parametrize("method", ["pt2-colbert", "colbert-ft"])
+def test_cli_trains_colbert_with_backbone_negatives_and_evaluates(tiny, tmp_path, method):
+    from beir_peft.cli import main
+
+    out = tmp_path / method
+    args = [
+        "train",
+        method,
+        "--backbone",
+        tiny,
+        "--output",
+        str(out),
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "-q",
+    ]
+    assert main(args + ["--set", "prefix_length=4"] if method == "pt2-colbert" else args) == 0
+    assert (out / "hard_negatives.json").is_file()  # ColBERT's default: one mined negative, pairwise loss
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == method and config["training"]["hard_negatives"] == 1
+    assert main(["evaluate", "--model", str(out), "--k-values", "1,10", "-q"]) == 0

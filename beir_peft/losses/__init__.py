@@ -1,5 +1,6 @@
 """Losses: subclasses of sentence-transformers losses, one per file, each citing its paper."""
 
+from .colbert_pairwise import ColBERTPairwiseLoss
 from .dual_encoder_mnrl import DualEncoderMNRLoss
 
-__all__ = ["DualEncoderMNRLoss"]
+__all__ = ["ColBERTPairwiseLoss", "DualEncoderMNRLoss"]

@@ -35,8 +35,9 @@ from ..artifacts import CONFIG_NAME, is_retriever_folder, save_retriever
 from ..data import BeirDataset
 from ..errors import ConfigError, DatasetError
 from ..io import write_json_atomic
-from ..losses import DualEncoderMNRLoss
+from ..losses import ColBERTPairwiseLoss, DualEncoderMNRLoss
 from ..models.base import passage_text
+from ..models.colbert import PT2ColBERT
 from ..models.tuned import TunedRetriever
 from ..training.checkpoints import CHECKPOINTS, latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -46,6 +47,10 @@ logger = logging.getLogger(__name__)
 #: The paper (appendix B.1) uses 1e-2 for PT2 on BERT-base and 2e-5 for fine-tuning.
 DEFAULT_LEARNING_RATES = {
     "pt2-dpr": 3e-3,
+    # ColBERT (issue in progress; not yet tuned on data): paper 1e-2 / code 1e-3 for the prefix,
+    # 3e-6 for fine-tuning BERT-base ColBERT; MiniLM is smaller and tolerates larger steps.
+    "pt2-colbert": 3e-3,
+    "colbert-ft": 1e-5,
     "prompt": 1e-2,
     "bitfit": 1e-3,
     "lora": 5e-4,
@@ -67,7 +72,11 @@ class TrainingConfig:
         max_grad_norm: gradient clipping (DPR: 2.0).
         scale: similarity scale of the loss (1 / temperature), see :class:`DualEncoderMNRLoss`.
         hard_negatives: mined negatives per query (0: in-batch negatives only).
-        negative_depth: hard negatives are drawn from the starting retriever's top ``negative_depth``.
+        negative_depth: hard negatives are drawn from the backbone's top ``negative_depth`` (the
+            backbone as a plain sentence-transformers retriever, whatever the method trained).
+        in_batch_negatives: late interaction only: also score the batch's other passages.
+            ``None``: ColBERT's pairwise loss when hard negatives are given, in-batch otherwise.
+            Dual encoders always use in-batch negatives.
         max_steps: stop after this many optimizer steps (``None``: ``epochs`` full passes).
         checkpoint_every: steps between checkpoints (0: none but the final folder).
         keep_checkpoints: how many checkpoints to keep.
@@ -83,6 +92,7 @@ class TrainingConfig:
     scale: float = 20.0
     hard_negatives: int = 0
     negative_depth: int = 30
+    in_batch_negatives: bool | None = None
     max_steps: int | None = None
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -177,7 +187,7 @@ def _batches(rows: list[dict[str, str]], batch_size: int, seed: int):
 
 # ---------------------------------------------------------------------------------------- loop
 def train(
-    retriever: TunedRetriever,
+    retriever: TunedRetriever | PT2ColBERT,
     dataset: BeirDataset,
     output_dir: str | Path,
     config: TrainingConfig | None = None,
@@ -240,7 +250,7 @@ def train(
         optimizer, math.ceil(config.warmup_ratio * total_steps) * processes, total_steps * processes
     )
     module, optimizer, loader, scheduler = accelerator.prepare(retriever.module, optimizer, loader, scheduler)
-    loss_fn = DualEncoderMNRLoss(module, scale=config.scale)
+    loss_fn = _loss(retriever, module, config)
 
     step, epoch, done_in_epoch, epoch_times = 0, 0, 0, []
     if checkpoint is not None:
@@ -280,7 +290,7 @@ def train(
         batches.set_epoch(epoch)
         sampler.set_epoch(epoch)  # the skipping loader wraps the sampler and does not pass the epoch on
         for texts in batches:
-            features = [retriever.tokenize(column) for column in texts]
+            features = [_tokenize(retriever, column, index) for index, column in enumerate(texts)]
             loss = loss_fn(features)
             accelerator.backward(loss)
             if config.max_grad_norm:
@@ -342,6 +352,31 @@ def train(
         shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     accelerator.wait_for_everyone()
     return output
+
+
+def _is_late_interaction(retriever) -> bool:
+    return getattr(retriever, "score_function", None) == "maxsim"
+
+
+def _loss(retriever, module, config: TrainingConfig):
+    """DPR's in-batch NLL for dual encoders; ColBERT's pairwise (or in-batch) MaxSim cross-entropy."""
+    if not _is_late_interaction(retriever):
+        return DualEncoderMNRLoss(module, scale=config.scale)
+    in_batch = (
+        config.in_batch_negatives if config.in_batch_negatives is not None else config.hard_negatives == 0
+    )
+    if not in_batch and config.hard_negatives == 0:
+        raise ConfigError(
+            "pairwise ColBERT training needs hard negatives (--hard-negatives 1) or in-batch negatives"
+        )
+    return ColBERTPairwiseLoss(module, in_batch_negatives=in_batch, scale=1.0)
+
+
+def _tokenize(retriever, texts: list[str], column: int) -> dict[str, torch.Tensor]:
+    """Column 0 holds queries, the others passages (ColBERT tokenises the two differently)."""
+    if _is_late_interaction(retriever):
+        return retriever.tokenize_queries(texts) if column == 0 else retriever.tokenize_docs(texts)
+    return retriever.tokenize(texts)
 
 
 def _checkpoint(
@@ -440,7 +475,11 @@ def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, data
 def _negatives(
     retriever, dataset, config, output, accelerator, show_progress_bar
 ) -> dict[str, list[str]] | None:
-    """Hard negatives mined by the starting retriever, cached in ``output/hard_negatives.json``."""
+    """Hard negatives mined by the backbone, cached in ``output/hard_negatives.json``.
+
+    The backbone is loaded afresh as a plain sentence-transformers retriever, so the negatives are
+    the same whichever method is trained (and whatever state ``retriever`` starts in).
+    """
     if not config.hard_negatives:
         return None
     path = output / NEGATIVES_FILE
@@ -449,8 +488,11 @@ def _negatives(
         if cached.get("depth") == config.negative_depth and cached.get("split") == dataset.split:
             return cached["negatives"]
     if accelerator.is_main_process:
+        from ..models.loading import load_model
+
+        miner = load_model(retriever.config.backbone, device=str(accelerator.device))
         negatives = mine_hard_negatives(
-            retriever, dataset, depth=config.negative_depth, show_progress_bar=show_progress_bar
+            miner, dataset, depth=config.negative_depth, show_progress_bar=show_progress_bar
         )
         write_json_atomic(
             path, {"split": dataset.split, "depth": config.negative_depth, "negatives": negatives}

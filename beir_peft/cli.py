@@ -75,12 +75,17 @@ def cli(verbose: bool) -> None:
     "--batch-size", default=128, show_default=True, type=click.IntRange(min=1), help="Encoding batch size."
 )
 @click.option(
-    "--search", type=click.Choice(["exact", "faiss-flat", "faiss-hnsw"]), default="exact", show_default=True
+    "--search",
+    type=click.Choice(["exact", "faiss-flat", "faiss-hnsw", "ann"]),
+    default="exact",
+    show_default=True,
+    help="exact|faiss-flat|faiss-hnsw are for single-vector models; exact|ann for late interaction "
+    "(pt2-colbert, colbert-ft: ann = faiss candidates over token vectors, then exact MaxSim re-ranking).",
 )
 @click.option(
     "--index-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Save (and reuse) the faiss index here.",
+    help="Save (and reuse) the faiss index (late interaction: the token vectors and the ANN index) here.",
 )
 @click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
 @click.option(

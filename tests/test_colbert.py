@@ -403,8 +403,7 @@ def test_index_dir_is_memory_mapped_and_reused(tiny, tmp_path, monkeypatch):
 
 
 def test_search_arguments_are_checked(model):
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        MaxSimSearch(model, mode="ann")
+    assert MaxSimSearch(model, mode="ann").mode == "ann"  # tested in test_maxsim_ann.py
     with pytest.raises(ConfigError, match="mode"):
         MaxSimSearch(model, mode="plaid")
     search = MaxSimSearch(model, show_progress_bar=False)

@@ -1,6 +1,7 @@
 """Dense searchers over BEIR corpora: exact brute force, or a faiss index (flat or HNSW).
 
-Late-interaction models (PT2-ColBERT) are searched by :class:`MaxSimSearch` (exact MaxSim).
+Late-interaction models (PT2-ColBERT) are searched by :class:`MaxSimSearch`: exact MaxSim over every
+document, or ColBERT's end-to-end retrieval (faiss candidates over token vectors, then MaxSim).
 
 :func:`make_search` turns the CLI's ``--search`` choice into a BEIR ``BaseSearch``. faiss is only
 imported when a faiss searcher is asked for.
@@ -24,10 +25,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SEARCH_CHOICES = ("exact", "faiss-flat", "faiss-hnsw")
+#: searches of single-vector (bi-encoder) models
+SINGLE_VECTOR_SEARCHES = ("exact", "faiss-flat", "faiss-hnsw")
+#: searches of late-interaction models (``"maxsim"`` is accepted as an alias of ``"exact"``)
+LATE_INTERACTION_SEARCHES = ("exact", "ann")
+SEARCH_CHOICES = ("exact", "faiss-flat", "faiss-hnsw", "ann")
 
 __all__ = [
+    "LATE_INTERACTION_SEARCHES",
     "SEARCH_CHOICES",
+    "SINGLE_VECTOR_SEARCHES",
     "ExactSearch",
     "FaissSearch",
     "MaxSimSearch",
@@ -56,18 +63,28 @@ def make_search(
 ) -> BaseSearch:
     """The BEIR searcher named ``search`` (one of :data:`SEARCH_CHOICES`) over ``model``.
 
-    ``index_dir`` caches the faiss index (ignored by exact search); ``kwargs`` go to the searcher
-    (e.g. ``corpus_chunk_size``, or ``ef_search``/``use_gpu`` for faiss).
+    Single-vector models: ``exact``, ``faiss-flat`` or ``faiss-hnsw``. Late-interaction models
+    (``model.score_function == "maxsim"``, e.g. PT2-ColBERT): ``exact`` (MaxSim against every
+    document) or ``ann`` (faiss candidates over all token vectors, then exact MaxSim re-ranking).
+    ``index_dir`` caches the faiss index or the token vectors (ignored by exact single-vector
+    search); ``kwargs`` go to the searcher (e.g. ``corpus_chunk_size``, ``ef_search``/``use_gpu``
+    for faiss, ``candidates_per_token``/``nprobe``/``use_gpu`` for ``ann``).
     """
     if getattr(model, "score_function", None) == "maxsim":  # late interaction (PT2-ColBERT)
-        if search not in ("exact", "maxsim"):
+        if search not in ("exact", "maxsim", "ann"):
             raise ConfigError(
-                f"a late-interaction model searches with exact MaxSim; --search {search} is for single-vector models"
+                f"a late-interaction model is searched with MaxSim: --search exact (every document) or ann "
+                f"(faiss candidates, then MaxSim re-ranking); --search {search} is for single-vector models"
             )
         from .maxsim import MaxSimSearch
 
         return MaxSimSearch(
-            model, batch_size=batch_size, index_dir=index_dir, show_progress_bar=show_progress_bar, **kwargs
+            model,
+            mode="ann" if search == "ann" else "exact",
+            batch_size=batch_size,
+            index_dir=index_dir,
+            show_progress_bar=show_progress_bar,
+            **kwargs,
         )
     if search == "exact":
         if index_dir is not None:
@@ -84,4 +101,17 @@ def make_search(
             show_progress_bar=show_progress_bar,
             **kwargs,
         )
-    raise ConfigError(f"unknown search {search!r}; choose one of {', '.join(SEARCH_CHOICES)}")
+    if search == "ann":
+        raise ConfigError(
+            "--search ann (faiss candidates over token vectors, then MaxSim re-ranking) is for "
+            f"late-interaction models (pt2-colbert, colbert-ft); this single-vector model takes "
+            f"{_either(SINGLE_VECTOR_SEARCHES)}"
+        )
+    raise ConfigError(
+        f"unknown search {search!r}; choose {_either(SINGLE_VECTOR_SEARCHES)} (single-vector models), "
+        f"or {_either(LATE_INTERACTION_SEARCHES)} (late interaction)"
+    )
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}"

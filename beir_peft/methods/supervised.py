@@ -281,6 +281,11 @@ def train(
         desc=f"train {retriever.method}",
         disable=not show_progress_bar or not accelerator.is_main_process,
     )
+
+    def checkpoint_now(epoch_index: int, batches_done: int) -> None:
+        _checkpoint(accelerator, output, retriever, optimizer, scheduler, step, epoch_index, batches_done,
+                    epoch_times, record, config)  # fmt: skip
+
     module.train()
     while step < total_steps and epoch < config.epochs:
         started = time.perf_counter()
@@ -311,37 +316,13 @@ def train(
                 and step < total_steps
                 and not epoch_done
             ):
-                _checkpoint(
-                    accelerator,
-                    output,
-                    retriever,
-                    optimizer,
-                    scheduler,
-                    step,
-                    epoch,
-                    done_in_epoch,
-                    epoch_times,
-                    record,
-                    config,
-                )
+                checkpoint_now(epoch, done_in_epoch)
             if step >= total_steps:
                 break
         epoch_times.append(time.perf_counter() - started)
         epoch, done_in_epoch = epoch + 1, 0
         if step < total_steps and config.checkpoint_every:
-            _checkpoint(
-                accelerator,
-                output,
-                retriever,
-                optimizer,
-                scheduler,
-                step,
-                epoch,
-                0,
-                epoch_times,
-                record,
-                config,
-            )
+            checkpoint_now(epoch, 0)
     progress.close()
     module.eval()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from ..encoders.deep_prompt import DeepPromptHost, default_init_text
 from ..encoders.input_prompt import InputPromptHost
 from ..errors import ArtifactError, ConfigError
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
+from .trainable import load_trainable_state, trainable_state
 
 logger = logging.getLogger(__name__)
 
@@ -209,31 +210,11 @@ class TunedRetriever(DenseRetriever):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the trained tensors, under names stable across save/load."""
-        return {name: p.detach() for name, p in self.module.named_parameters() if p.requires_grad}
+        return trainable_state(self.module)
 
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], where: str = "weights") -> None:
-        """Load trained tensors strictly: every expected name present with its exact shape, nothing extra."""
-        expected = dict(self.module.named_parameters())
-        expected = {k: v for k, v in expected.items() if v.requires_grad}
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing {len(missing)} tensor(s) (e.g. {missing[0]})")
-            if unexpected:
-                parts.append(f"unexpected {len(unexpected)} tensor(s) (e.g. {unexpected[0]})")
-            raise ArtifactError(
-                f"{where}: does not fit a {self.method} retriever on this backbone: {'; '.join(parts)}"
-            )
-        for name, tensor in state.items():
-            if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise ArtifactError(
-                    f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)}"
-                )
-        with torch.no_grad():
-            for name, tensor in state.items():
-                expected[name].copy_(tensor.to(expected[name].dtype))
+    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], where: str = "weights") -> None:
+        """Load trained tensors strictly (see :func:`~beir_peft.models.trainable.load_trainable_state`)."""
+        load_trainable_state(self.module, state, where, self.method)
 
     def save(self, path, **card) -> None:
         """Write a retriever folder (config.json, weights.safetensors, README.md) atomically."""

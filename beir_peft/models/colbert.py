@@ -60,7 +60,7 @@ from ..encoders.backbone import (
 from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text
 from ..errors import ArtifactError, ConfigError
 from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
-from .trainable import load_trainable_state, trainable_state
+from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def maxsim(
     return best.sum(dim=-1)
 
 
-class PT2ColBERT:
+class PT2ColBERT(TrainableStateMixin):
     """A ColBERT late-interaction retriever on a (frozen) sentence-transformers backbone.
 
     ``method="pt2-colbert"`` (default): the backbone is frozen; one deep prefix (P-Tuning v2, shared
@@ -488,30 +488,7 @@ class PT2ColBERT:
         with _inference_mode(self.module), torch.no_grad():
             yield
 
-    # ------------------------------------------------------------------ trainable state
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.module.parameters() if p.requires_grad]
-
-    def trainable_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
-
-    def total_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the trained tensors, under names stable across save/load."""
-        return trainable_state(self.module)
-
-    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], where: str = "weights") -> None:
-        """Load trained tensors strictly (see :func:`~beir_peft.models.trainable.load_trainable_state`)."""
-        load_trainable_state(self.module, state, where, self.method)
-
-    def save(self, path, **card) -> None:
-        """Write a retriever folder (config.json, weights.safetensors, README.md) atomically."""
-        from ..artifacts import save_retriever
-
-        save_retriever(self, path, **card)
-
+    # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
         """A hash of the config and the trained tensors: tells two checkpoints apart (index caches)."""
         digest = hashlib.sha256(repr(sorted(self.config.to_dict().items())).encode())

@@ -44,3 +44,33 @@ def load_trainable_state(
     with torch.no_grad():
         for name, tensor in state.items():
             expected[name].copy_(tensor.to(expected[name].dtype))
+
+
+class TrainableStateMixin:
+    """Parameter counts, state dicts and saving for a retriever with ``module`` and ``method`` attributes."""
+
+    module: nn.Module
+    method: str
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def total_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained tensors, under names stable across save/load."""
+        return trainable_state(self.module)
+
+    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], where: str = "weights") -> None:
+        """Load trained tensors strictly (see :func:`load_trainable_state`)."""
+        load_trainable_state(self.module, state, where, self.method)
+
+    def save(self, path, **card) -> None:
+        """Write a retriever folder (config.json, weights.safetensors, README.md); see ``artifacts.save_retriever``."""
+        from ..artifacts import save_retriever
+
+        save_retriever(self, path, **card)

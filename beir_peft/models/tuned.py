@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from ..encoders.deep_prompt import DeepPromptHost, default_init_text
 from ..encoders.input_prompt import InputPromptHost
 from ..errors import ArtifactError, ConfigError
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
-from .trainable import load_trainable_state, trainable_state
+from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class TunedConfig:
         return cls(**data)
 
 
-class TunedRetriever(DenseRetriever):
+class TunedRetriever(TrainableStateMixin, DenseRetriever):
     """A frozen backbone plus the trained part named by ``config.method``.
 
     ``retriever.module`` is the ``nn.Module`` that owns every trainable parameter (hand it to an
@@ -198,30 +198,7 @@ class TunedRetriever(DenseRetriever):
         with self._host.use(prompt):
             yield
 
-    # ------------------------------------------------------------------ trainable state
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.module.parameters() if p.requires_grad]
-
-    def trainable_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
-
-    def total_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the trained tensors, under names stable across save/load."""
-        return trainable_state(self.module)
-
-    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], where: str = "weights") -> None:
-        """Load trained tensors strictly (see :func:`~beir_peft.models.trainable.load_trainable_state`)."""
-        load_trainable_state(self.module, state, where, self.method)
-
-    def save(self, path, **card) -> None:
-        """Write a retriever folder (config.json, weights.safetensors, README.md) atomically."""
-        from ..artifacts import save_retriever
-
-        save_retriever(self, path, **card)
-
+    # ------------------------------------------------------------------ description
     def describe(self) -> str:
         return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
 

@@ -222,3 +222,28 @@ def test_load_missing_folder(tmp_path):
 def test_to_moves_prompts_with_the_backbone(tiny):
     model = PT2DPR(tiny).to("meta")
     assert {p.device.type for p in model.module.parameters()} == {"meta"}
+
+
+def test_gated_attention_is_stock_attention_plus_gated_prefix_attention():
+    from types import SimpleNamespace
+
+    from beir_peft.encoders.deep_prompt import DeepPrompt, _deep_prompt_attention, _PromptState
+
+    torch.manual_seed(0)
+    prompt = DeepPrompt(num_layers=1, num_heads=2, head_dim=4, length=3, dropout=0.0, gate=True).eval()
+    with torch.no_grad():
+        prompt.gate.copy_(torch.tensor([[0.5, -2.0]]))
+    module = SimpleNamespace(layer_idx=0, training=False, is_causal=False, _beir_peft_prompt_state=_PromptState(prompt))
+    q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[1, :, :, 3:] = False  # the second sequence has 3 real tokens
+    out, _ = _deep_prompt_attention(module, q, k, v, mask, dropout=0.0, scaling=0.5)
+
+    def attend(keys, values, visible):
+        scores = (q @ keys.transpose(-1, -2)) * 0.5
+        scores = scores.masked_fill(~visible, float("-inf")) if visible is not None else scores
+        return scores.softmax(-1) @ values
+
+    prefix = attend(prompt.key[0].expand(2, -1, -1, -1), prompt.value[0].expand(2, -1, -1, -1), None)
+    expected = attend(k, v, mask) + prompt.gate[0].view(1, 2, 1, 1) * prefix  # (B, H, S, d)
+    torch.testing.assert_close(out, expected.transpose(1, 2).detach(), atol=1e-5, rtol=1e-5)

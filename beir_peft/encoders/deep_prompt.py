@@ -152,10 +152,17 @@ def _deep_prompt_attention(module, query, key, value, attention_mask, **kwargs):
     prefix_key = prefix_key.to(query.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
     prefix_value = prefix_value.to(query.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
     if state.prompt.gate is not None:
-        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-        prefix_out, _ = sdpa_attention_forward(module, query, prefix_key, prefix_value, None, **kwargs)
-        gate = state.prompt.gate[module.layer_idx].to(out.dtype).view(1, 1, -1, 1)
-        return out + gate * prefix_out, None
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)  # (B, S, H, d)
+        # g * softmax(q P_k) P_v == softmax(q P_k) (g * P_v): gating the (heads, length, d) values
+        # is cheaper than gating the (batch, seq, heads, d) output.
+        gate = state.prompt.gate[module.layer_idx].to(query.dtype).view(1, -1, 1, 1)
+        dropout = kwargs.get("dropout", 0.0) if module.training else 0.0
+        prefix_out = torch.nn.functional.scaled_dot_product_attention(
+            query, prefix_key, prefix_value * gate, dropout_p=dropout, scale=kwargs.get("scaling")
+        )  # (B, H, S, d)
+        if torch.is_grad_enabled() and (out.requires_grad or prefix_out.requires_grad):
+            return out + prefix_out.transpose(1, 2), None
+        return out.add_(prefix_out.transpose(1, 2)), None  # inference: no extra (B, S, H, d) buffer
     key = torch.cat([prefix_key, key], dim=2)
     value = torch.cat([prefix_value, value], dim=2)
     if attention_mask is not None:

@@ -260,6 +260,12 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option(
     "--resume", is_flag=True, help="Continue the interrupted run in --output from its newest checkpoint."
 )
+@click.option(
+    "--no-backbone-dropout",
+    "no_backbone_dropout",
+    is_flag=True,
+    help="Train with the frozen backbone in eval mode (no dropout inside it); much faster for prompt methods.",
+)
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --output holds a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def train(
@@ -279,6 +285,7 @@ def train(
     prefix_length,
     pooling,
     settings,
+    no_backbone_dropout,
     resume,
     overwrite,
     quiet,
@@ -309,6 +316,7 @@ def train(
         scale=scale,
         checkpoint_every=checkpoint_every,
         seed=seed,
+        backbone_dropout=not no_backbone_dropout,
     )
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     import torch

@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--methods",
         default=f"{TARGET_METHOD},{REFERENCE}",
-        help=f"comma-separated, from: {', '.join(METHODS)}",
+        help=f"comma-separated, from: {', '.join(METHODS)}; METHOD:no-backbone-dropout trains with the backbone in eval mode",
     )
     parser.add_argument(
         "--lr",
@@ -113,7 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.warmup_steps < 0:
         parser.error("--warmup-steps must be >= 0")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [
+        m
+        for m in methods
+        if m.partition(":")[0] not in METHODS or m.partition(":")[2] not in ("", "no-backbone-dropout")
+    ]
     if unknown or not methods or len(set(methods)) != len(methods):
         parser.error(f"--methods: give distinct names from {', '.join(METHODS)} (got {args.methods!r})")
     args.methods = methods
@@ -144,15 +148,21 @@ class Stepper:
     """One method's retriever, loss and optimizer; :meth:`step` is one training step."""
 
     def __init__(self, method: str, args: argparse.Namespace, device: torch.device):
+        # "METHOD:no-backbone-dropout" trains with the frozen backbone in eval mode, as
+        # `beir-peft train --no-backbone-dropout` does.
         self.method = method
-        self.retriever = build_retriever(method, args.backbone)
+        base, _, variant = method.partition(":")
+        self.backbone_dropout = variant != "no-backbone-dropout"
+        self.retriever = build_retriever(base, args.backbone)
         self.retriever.module.to(device)  # backbone and prompts/adapters together
         self.parameters = self.retriever.trainable_parameters()
-        self.lr = args.lr if args.lr is not None else DEFAULT_LEARNING_RATES[method]
+        self.lr = args.lr if args.lr is not None else DEFAULT_LEARNING_RATES[base]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=self.lr)
         self.loss_fn = DualEncoderMNRLoss(self.retriever.module, scale=args.scale)
         self.max_grad_norm = args.max_grad_norm
         self.retriever.module.train()
+        if not self.backbone_dropout:
+            self.retriever.module.backbone.eval()
 
     def step(self, queries: list[str], passages: list[str]) -> float:
         features = [self.retriever.tokenize(queries), self.retriever.tokenize(passages)]

@@ -23,6 +23,7 @@ evaluate sentence-transformers/all-MiniLM-L6-v2 zero-shot
 train pt2 pt2-dpr --lr 3e-3                             # gate, text init, 32 tokens, a larger step
 train pt2-paper pt2-dpr --lr 1e-2 --set gate=false --set init=random   # the paper's recipe on this backbone
 train pt2-lr1e-3 pt2-dpr                                # the defaults (lr 1e-3)
+train pt2-nodrop pt2-dpr --no-backbone-dropout          # the defaults, frozen backbone in eval mode
 train ft ft
 train bitfit bitfit
 train lora lora

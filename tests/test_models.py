@@ -233,7 +233,9 @@ def test_gated_attention_is_stock_attention_plus_gated_prefix_attention():
     prompt = DeepPrompt(num_layers=1, num_heads=2, head_dim=4, length=3, dropout=0.0, gate=True).eval()
     with torch.no_grad():
         prompt.gate.copy_(torch.tensor([[0.5, -2.0]]))
-    module = SimpleNamespace(layer_idx=0, training=False, is_causal=False, _beir_peft_prompt_state=_PromptState(prompt))
+    module = SimpleNamespace(
+        layer_idx=0, training=False, is_causal=False, _beir_peft_prompt_state=_PromptState(prompt)
+    )
     q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
     mask[1, :, :, 3:] = False  # the second sequence has 3 real tokens

@@ -204,6 +204,14 @@ def test_backbone_dropout_can_be_switched_off(tiny, demo_train, tmp_path):
     model = fresh(tiny)
     modes = []
     config = TrainingConfig(epochs=1, batch_size=4, checkpoint_every=0, backbone_dropout=False)
-    train(model, demo_train, tmp_path / "run", config, show_progress_bar=False,
-          on_step=lambda step, loss: modes.append((model.module.backbone.training, model.prompts["query"].training)))
+    train(
+        model,
+        demo_train,
+        tmp_path / "run",
+        config,
+        show_progress_bar=False,
+        on_step=lambda step, loss: modes.append(
+            (model.module.backbone.training, model.prompts["query"].training)
+        ),
+    )
     assert modes and all(mode == (False, True) for mode in modes)  # prefix dropout still on

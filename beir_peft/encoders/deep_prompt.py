@@ -300,6 +300,27 @@ class DeepPromptHost:
         return stack("key"), stack("value")
 
 
+def text_activations(
+    host: DeepPromptHost, tokenizer, text: str, length: int, max_positions: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's keys/values of ``text`` repeated to ``length`` tokens ([CLS]/[SEP] dropped).
+
+    What a prefix is initialised from (Li & Liang 2021, section 7.2). Returns CPU tensors of shape
+    ``(layers, heads, length, head_dim)``; :class:`ConfigError` when ``length`` tokens do not fit
+    ``max_positions``.
+    """
+    words = max(1, len(text.split()))
+    repeated = " ".join([text] * (length // words + 1))
+    encoded = tokenizer(
+        repeated, truncation=True, max_length=min(length + 2, max_positions), return_tensors="pt"
+    )
+    device = next(host.model.parameters()).device
+    keys, values = host.activations_of({k: v.to(device) for k, v in encoded.items()})
+    if keys.shape[2] < length + 1:
+        raise ConfigError(f"prefix_length {length} does not fit the backbone's {max_positions} positions")
+    return keys[:, :, 1 : length + 1].cpu(), values[:, :, 1 : length + 1].cpu()
+
+
 def default_init_text() -> str:
     """Neutral English text used when no domain text is given to initialise a prefix from."""
     return (
@@ -331,5 +352,6 @@ __all__ = [
     "default_init_text",
     "expected_parameter_count",
     "init_text_from_passages",
+    "text_activations",
     "trainable_count",
 ]

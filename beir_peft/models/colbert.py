@@ -57,10 +57,10 @@ from ..encoders.backbone import (
     hf_model,
     load_backbone,
 )
-from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text
-from ..errors import ArtifactError, ConfigError
+from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text, text_activations
+from ..errors import ConfigError
 from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
-from .trainable import TrainableStateMixin
+from .trainable import ConfigDictMixin, TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ _BOUNDARY_MARKERS = "\u0120\u2581"  # "Ġ" (GPT-2 / RoBERTa BPE), "▁" (sentenc
 
 
 @dataclass
-class ColBERTConfig:
+class ColBERTConfig(ConfigDictMixin):
     """Everything needed to rebuild a ColBERT retriever on its backbone (saved as ``config.json``).
 
     Defaults follow the paper's appendix B.2 (32 query vectors, 300 document vectors, dimension 128,
@@ -118,19 +118,6 @@ class ColBERTConfig:
                 f"query_maxlen and doc_maxlen must be >= 4 (CLS, marker, a token, SEP), got "
                 f"{self.query_maxlen} and {self.doc_maxlen}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "config") -> ColBERTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ArtifactError(
-                f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever"
-            )
-        return cls(**data)
 
 
 def maxsim(
@@ -238,23 +225,15 @@ class PT2ColBERT(TrainableStateMixin):
         )
         if cfg.init == "text" and not cfg.projection:
             prompt.init_from_activations(
-                *self._text_activations(cfg.init_text or default_init_text(), cfg.prefix_length)
+                *text_activations(
+                    self._host,
+                    self.tokenizer,
+                    cfg.init_text or default_init_text(),
+                    cfg.prefix_length,
+                    self._position_limit(),
+                )
             )
         return prompt.to(self.device)
-
-    def _text_activations(self, text: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone keys/values of ``text`` repeated to ``length`` tokens (CLS/SEP dropped), as in PT2-DPR."""
-        words = max(1, len(text.split()))
-        repeated = " ".join([text] * (length // words + 1))
-        encoded = self.tokenizer(
-            repeated, truncation=True, max_length=min(length + 2, self._position_limit()), return_tensors="pt"
-        )
-        keys, values = self._host.activations_of({k: v.to(self.device) for k, v in encoded.items()})
-        if keys.shape[2] < length + 1:
-            raise ConfigError(
-                f"prefix_length {length} does not fit the backbone's {self._position_limit()} positions"
-            )
-        return keys[:, :, 1 : length + 1].cpu(), values[:, :, 1 : length + 1].cpu()
 
     def _position_limit(self) -> int:
         """Tokens one sequence can hold: the backbone's position embeddings.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,6 +46,23 @@ def load_trainable_state(
     with torch.no_grad():
         for name, tensor in state.items():
             expected[name].copy_(tensor.to(expected[name].dtype))
+
+
+class ConfigDictMixin:
+    """``to_dict`` / strict ``from_dict`` for the dataclass configs saved as ``config.json``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "config"):
+        """Rebuild from saved fields; an unknown field is an :class:`ArtifactError` naming ``where``."""
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ArtifactError(
+                f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever"
+            )
+        return cls(**data)
 
 
 class TrainableStateMixin:

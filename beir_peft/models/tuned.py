@@ -32,11 +32,11 @@ from ..encoders.backbone import (
     pooling_mode,
     set_pooling,
 )
-from ..encoders.deep_prompt import DeepPromptHost, default_init_text
+from ..encoders.deep_prompt import DeepPromptHost, default_init_text, text_activations
 from ..encoders.input_prompt import InputPromptHost
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
-from .trainable import TrainableStateMixin
+from .trainable import ConfigDictMixin, TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ SHARED = "shared"
 
 
 @dataclass
-class TunedConfig:
+class TunedConfig(ConfigDictMixin):
     """Everything needed to rebuild a tuned retriever on its backbone (saved as ``config.json``).
 
     Prompt options apply to ``pt2-dpr`` and ``prompt``; ``lora_*`` to ``lora``.
@@ -85,19 +85,6 @@ class TunedConfig:
         if self.score_function not in ("dot", "cos_sim"):
             raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {self.score_function!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> TunedConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ArtifactError(
-                f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever"
-            )
-        return cls(**data)
-
 
 class TunedRetriever(TrainableStateMixin, DenseRetriever):
     """A frozen backbone plus the trained part named by ``config.method``.
@@ -133,7 +120,9 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
         self._host = DeepPromptHost(hf_model(self.model), shift_positions=cfg.shift_positions)
         init_kv = None
         if cfg.init == "text" and not cfg.projection:
-            init_kv = self._text_activations(cfg.init_text or default_init_text(), cfg.prefix_length)
+            init_kv = text_activations(
+                self._host, self.model.tokenizer, cfg.init_text or default_init_text(), cfg.prefix_length
+            )
         for side in self._prompt_sides():
             prompt = self._host.new_prompt(
                 length=cfg.prefix_length,
@@ -146,16 +135,6 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             if init_kv is not None:
                 prompt.init_from_activations(*init_kv)
             self.prompts[side] = prompt.to(self.device)
-
-    def _text_activations(self, text: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone keys/values of ``text``, repeated until it covers ``length`` tokens (CLS/SEP dropped)."""
-        tokenizer = self.model.tokenizer
-        words = max(1, len(text.split()))
-        repeated = " ".join([text] * (length // words + 1))
-        encoded = tokenizer(repeated, truncation=True, max_length=min(length + 2, 512), return_tensors="pt")
-        features = {k: v.to(self.device) for k, v in encoded.items()}
-        keys, values = self._host.activations_of(features)
-        return keys[:, :, 1 : length + 1].cpu(), values[:, :, 1 : length + 1].cpu()
 
     def _build_prompt(self) -> None:
         self._host = InputPromptHost(self.model[0], hf_model(self.model))

@@ -342,16 +342,13 @@ class MaxSimSearch(BaseSearch):
         path = Path(folder) / META_FILE
         if not path.is_file():
             raise ArtifactError(f"no MaxSim index metadata at {path}")
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"cannot read MaxSim index metadata {path}: {err}") from err
-        required = ("format", "kind", "dim", "num_docs", "num_tokens", "doc_ids", "vectors_bytes")
-        missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
-        if missing:
-            raise ArtifactError(f"MaxSim index metadata {path} lacks {missing}")
-        if meta["kind"] != KIND or meta["format"] > FORMAT_VERSION:
-            raise ArtifactError(f"{path}: not a format-{FORMAT_VERSION} {KIND} index")
+        meta = _read_index_meta(
+            path,
+            "MaxSim",
+            ("format", "kind", "dim", "num_docs", "num_tokens", "doc_ids", "vectors_bytes"),
+            KIND,
+            FORMAT_VERSION,
+        )
         if not isinstance(meta["doc_ids"], list) or len(meta["doc_ids"]) != meta["num_docs"]:
             raise ArtifactError(f"{path}: doc_ids do not match num_docs={meta['num_docs']}")
         return meta
@@ -540,18 +537,13 @@ class MaxSimSearch(BaseSearch):
     @staticmethod
     def read_ann_meta(folder: str | os.PathLike) -> dict[str, Any]:
         """Read and check ``ann.json``; :class:`ArtifactError` when missing or malformed."""
-        path = Path(folder) / ANN_META_FILE
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"cannot read ANN index metadata {path}: {err}") from err
-        required = ("format", "kind", "index_factory", "num_tokens", "dim", "ntotal", "index_bytes")
-        missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
-        if missing:
-            raise ArtifactError(f"ANN index metadata {path} lacks {missing}")
-        if meta["kind"] != ANN_KIND or meta["format"] > ANN_FORMAT_VERSION:
-            raise ArtifactError(f"{path}: not a format-{ANN_FORMAT_VERSION} {ANN_KIND} index")
-        return meta
+        return _read_index_meta(
+            Path(folder) / ANN_META_FILE,
+            "ANN",
+            ("format", "kind", "index_factory", "num_tokens", "dim", "ntotal", "index_bytes"),
+            ANN_KIND,
+            ANN_FORMAT_VERSION,
+        )
 
     def _load_ann(self, folder: Path, identity: dict[str, Any]) -> bool:
         """Load the ANN part of ``folder`` when it was built for ``identity``; ``False`` when it was not."""
@@ -815,3 +807,19 @@ def _progress(items, show: bool, desc: str):
 
 
 __all__ = ["MODES", "MaxSimSearch", "default_nlist", "default_pq_m"]
+
+
+def _read_index_meta(
+    path: Path, label: str, required: tuple[str, ...], kind: str, version: int
+) -> dict[str, Any]:
+    """Read an index's JSON metadata and check its fields, kind and format; :class:`ArtifactError` otherwise."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"cannot read {label} index metadata {path}: {err}") from err
+    missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise ArtifactError(f"{label} index metadata {path} lacks {missing}")
+    if meta["kind"] != kind or meta["format"] > version:
+        raise ArtifactError(f"{path}: not a format-{version} {kind} index")
+    return meta

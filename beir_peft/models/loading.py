@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import CONFIG_NAME, WEIGHTS_NAME, load
+from ..artifacts import is_retriever_folder, load
 from ..encoders.backbone import DEFAULT_BACKBONE, load_backbone
 from ..errors import ArtifactError
 from .base import DenseRetriever
 
 #: sentence-transformers' similarity names -> BEIR's score function names
 _SCORE_FUNCTIONS = {"cosine": "cos_sim", "dot": "dot"}
-
-
-def is_beir_peft_folder(path: Path) -> bool:
-    """A folder written by :func:`beir_peft.artifacts.save_retriever` (its config names a method)."""
-    if not (path / WEIGHTS_NAME).is_file() or not (path / CONFIG_NAME).is_file():
-        return False
-    return '"format_version"' in (path / CONFIG_NAME).read_text(encoding="utf-8", errors="replace")
 
 
 def load_model(name_or_path: str | None = None, device: str | None = None) -> DenseRetriever:
@@ -27,7 +20,7 @@ def load_model(name_or_path: str | None = None, device: str | None = None) -> De
     """
     name_or_path = name_or_path or DEFAULT_BACKBONE
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and is_beir_peft_folder(path):
+    if is_retriever_folder(path):  # a sentence-transformers folder has no weights.safetensors
         return load(path, device=device)
     if path.exists() and not path.is_dir():
         raise ArtifactError(f"{path}: a model is a folder or a model name, not a file")

@@ -87,6 +87,21 @@ def cli(verbose: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Save (and reuse) the faiss index (late interaction: the token vectors and the ANN index) here.",
 )
+@click.option(
+    "--candidates-per-token",
+    type=click.IntRange(min=1),
+    help="--search ann: nearest token vectors per query token (ColBERT's k') [default: 100].",
+)
+@click.option(
+    "--nprobe",
+    type=click.IntRange(min=1),
+    help="--search ann: IVF lists visited per query token [default: 32].",
+)
+@click.option(
+    "--index-factory",
+    help="--search ann: a faiss index_factory string (inner product), e.g. IVF4096,PQ16 or Flat "
+    "[default: IVF-PQ sized to the corpus].",
+)
 @click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
 @click.option(
     "--keep-identical-ids",
@@ -104,15 +119,33 @@ def evaluate(
     batch_size,
     search,
     index_dir,
+    candidates_per_token,
+    nprobe,
+    index_factory,
     device,
     keep_identical_ids,
     quiet,
 ):
-    """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table."""
+    """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table.
+
+    --model bm25 evaluates the lexical baseline (bm25s, Elasticsearch's k1=1.2, b=0.75).
+    """
     from .data import DEMO_DATASET, load_dataset
     from .evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
     from .models.loading import load_model
 
+    ann_options = {
+        key: value
+        for key, value in (
+            ("candidates_per_token", candidates_per_token),
+            ("nprobe", nprobe),
+            ("index_factory", index_factory),
+        )
+        if value is not None
+    }
+    if ann_options and search != "ann":
+        flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
+        raise click.UsageError(f"{flags}: only for --search ann")
     if quiet:
         _quiet_libraries()
     data = load_dataset(dataset or DEMO_DATASET, split=split)
@@ -129,6 +162,7 @@ def evaluate(
         ignore_identical_ids=not keep_identical_ids,
         index_dir=index_dir,
         show_progress_bar=not quiet,
+        search_options=ann_options,
         config={
             "dataset": data.name,
             "dataset_path": str(data.path),
@@ -224,7 +258,15 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
     "--hard-negatives",
     default=None,
     type=click.IntRange(min=0),
-    help="Hard negatives per query, mined by the backbone [default: 0; ColBERT methods: 1].",
+    help="Hard negatives per query [default: 0; ColBERT methods: 1].",
+)
+@click.option(
+    "--negatives",
+    "negative_miner",
+    type=click.Choice(["backbone", "bm25"]),
+    default="backbone",
+    show_default=True,
+    help="Who mines the hard negatives: the starting backbone (dense) or BM25 (bm25s).",
 )
 @click.option(
     "--scale",
@@ -279,6 +321,7 @@ def train(
     learning_rate,
     max_steps,
     hard_negatives,
+    negative_miner,
     scale,
     checkpoint_every,
     seed,
@@ -302,6 +345,10 @@ def train(
     check_output_folder(output, resume, overwrite)
     if quiet:
         _quiet_libraries()
+    if hard_negatives is None:
+        hard_negatives = int(method in LATE_INTERACTION)
+    if negative_miner != "backbone" and not hard_negatives:
+        raise click.UsageError(f"--negatives {negative_miner} needs --hard-negatives 1 or more")
     options = _options(settings)
     if prefix_length is not None:
         options["prefix_length"] = prefix_length
@@ -312,7 +359,8 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         max_steps=max_steps,
-        hard_negatives=hard_negatives if hard_negatives is not None else int(method in LATE_INTERACTION),
+        hard_negatives=hard_negatives,
+        negative_miner=negative_miner,
         scale=scale,
         checkpoint_every=checkpoint_every,
         seed=seed,

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytrec_eval
 from beir.retrieval.evaluation import EvaluateRetrieval
+from beir.retrieval.search import BaseSearch
 
 from .errors import ConfigError, DatasetError
 from .io import atomic_open, write_json_atomic
@@ -129,19 +130,36 @@ def evaluate_retriever(
     index_dir: str | os.PathLike | None = None,
     show_progress_bar: bool = True,
     config: Mapping[str, Any] | None = None,
+    search_options: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Retrieve the top ``max(k_values)`` passages per query with BEIR's ``EvaluateRetrieval`` and score them.
 
     ``model`` is a BEIR dense model; its ``score_function`` attribute (default ``"cos_sim"``) is
     what the searcher ranks by. ``config`` adds entries (``dataset``, ``split``, ``model`` ...) to
     the result's config; the entries describing the run itself cannot be overridden.
+    ``model`` may instead be a BEIR search class itself (e.g. :class:`BM25Search`), used as it is.
+    ``search_options`` go to the searcher (e.g. ``candidates_per_token``/``nprobe`` for ``ann``).
     """
     k_values = _check_k_values(k_values)
     score_function = getattr(model, "score_function", None) or "cos_sim"
     start = time.perf_counter()
-    searcher = make_search(
-        model, search, batch_size=batch_size, index_dir=index_dir, show_progress_bar=show_progress_bar
-    )
+    if isinstance(model, BaseSearch):
+        if search != "exact" or search_options:
+            raise ConfigError(
+                f"{model_description(model)} searches by itself; --search and its options do not apply"
+            )
+        searcher = model
+        if hasattr(searcher, "show_progress_bar"):
+            searcher.show_progress_bar = show_progress_bar
+    else:
+        searcher = make_search(
+            model,
+            search,
+            batch_size=batch_size,
+            index_dir=index_dir,
+            show_progress_bar=show_progress_bar,
+            **dict(search_options or {}),
+        )
     retriever = EvaluateRetrieval(searcher, k_values=k_values, score_function=score_function)
     logger.info(
         "Searching %d queries over %d passages (%s, %s)", len(queries), len(corpus), search, score_function
@@ -161,6 +179,7 @@ def evaluate_retriever(
         "num_docs": len(corpus),
         **dict(config or {}),
         "search": search,
+        **({"search_options": dict(search_options)} if search_options else {}),
         "k_values": k_values,
         "batch_size": batch_size,
         "score_function": score_function,

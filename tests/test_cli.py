@@ -160,6 +160,20 @@ def test_unknown_search(capsys):
     assert_user_error(status, out, err, "--search", "annoy")
 
 
+def test_evaluate_bm25(capsys):
+    status, out, err = evaluate(capsys, "--model", "bm25")
+    assert status == 0, err
+    assert "BM25" in err and "NDCG" in out
+    status, out, err = evaluate(capsys, "--model", "bm25", "--search", "faiss-flat")
+    assert_user_error(status, out, err, "BM25", "--search")
+
+
+def test_ann_options_need_ann_search(capsys):
+    status, out, err = evaluate(capsys, "--nprobe", "4", "--index-factory", "Flat")
+    assert status == 2
+    assert_user_error(status, out, err, "--nprobe, --index-factory", "--search ann")
+
+
 def test_malformed_dataset_file(tmp_path, capsys):
     folder = tmp_path / "bad"
     (folder / "qrels").mkdir(parents=True)
@@ -258,6 +272,12 @@ def test_malformed_set_option(tmp_path, capsys):
     status, out, err = run(capsys, *TRAIN, "--output", str(tmp_path / "run"), "--set", "no-equals-sign")
     assert status == 2
     assert_user_error(status, out, err, "KEY=VALUE")
+
+
+def test_bm25_negatives_need_hard_negatives(tmp_path, capsys):
+    status, out, err = run(capsys, *TRAIN, "--output", str(tmp_path / "r"), "--negatives", "bm25")
+    assert status == 2
+    assert_user_error(status, out, err, "--negatives bm25", "--hard-negatives")
 
 
 def test_resume_and_overwrite_exclude_each_other(tmp_path, capsys):

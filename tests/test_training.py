@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,6 +17,7 @@ from beir_peft.data import load_dataset
 from beir_peft.errors import ConfigError
 from beir_peft.losses import DualEncoderMNRLoss
 from beir_peft.methods.supervised import TrainingConfig, mine_hard_negatives, train, training_rows
+from beir_peft.search.bm25 import BM25Search
 from beir_peft.training.checkpoints import checkpoint_dirs
 
 
@@ -184,7 +186,22 @@ def test_training_with_a_hard_negative(tiny, demo_train, tmp_path):
     assert beir_peft.load(tmp_path / "run").method == "pt2-dpr"
 
 
+def test_bm25_hard_negatives(tiny, demo_train, tmp_path):
+    negatives = mine_hard_negatives(BM25Search(show_progress_bar=False), demo_train, depth=3)
+    assert set(negatives) == set(demo_train.qrels)
+    for qid, docs in negatives.items():
+        assert docs and not set(docs) & set(demo_train.qrels[qid])
+    config = TrainingConfig(
+        epochs=1, batch_size=4, hard_negatives=1, negative_depth=3, negative_miner="bm25", checkpoint_every=0
+    )
+    train(fresh(tiny), demo_train, tmp_path / "run", config, show_progress_bar=False)
+    cached = json.loads((tmp_path / "run" / "hard_negatives.json").read_text(encoding="utf-8"))
+    assert cached["miner"] == "bm25" and cached["negatives"] == negatives
+
+
 def test_bad_training_settings(tiny, demo_train, tmp_path):
+    with pytest.raises(ConfigError, match="negative_miner"):
+        TrainingConfig(negative_miner="splade")
     with pytest.raises(ConfigError, match="batch_size"):
         TrainingConfig(batch_size=1)
     with pytest.raises(ConfigError, match="negative_depth"):

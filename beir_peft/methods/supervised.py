@@ -59,6 +59,8 @@ DEFAULT_LEARNING_RATES = {
     "ft": 2e-5,
 }
 NEGATIVES_FILE = "hard_negatives.json"
+#: who mines hard negatives: the starting backbone (dense, exact search) or BM25
+NEGATIVE_MINERS = ("backbone", "bm25")
 
 
 @dataclass
@@ -74,8 +76,10 @@ class TrainingConfig:
         max_grad_norm: gradient clipping (DPR: 2.0).
         scale: similarity scale of the loss (1 / temperature), see :class:`DualEncoderMNRLoss`.
         hard_negatives: mined negatives per query (0: in-batch negatives only).
-        negative_depth: hard negatives are drawn from the backbone's top ``negative_depth`` (the
-            backbone as a plain sentence-transformers retriever, whatever the method trained).
+        negative_depth: hard negatives are drawn from the miner's top ``negative_depth``.
+        negative_miner: who mines them: ``"backbone"`` (the backbone as a plain sentence-transformers
+            retriever, whatever the method trained; default) or ``"bm25"`` (:class:`BM25Search`,
+            DPR's BM25 negatives, Karpukhin et al. 2020 section 3.2).
         in_batch_negatives: late interaction only: also score the batch's other passages.
             ``None``: ColBERT's pairwise loss when hard negatives are given, in-batch otherwise.
             Dual encoders always use in-batch negatives.
@@ -98,6 +102,7 @@ class TrainingConfig:
     scale: float = 20.0
     hard_negatives: int = 0
     negative_depth: int = 30
+    negative_miner: str = "backbone"
     in_batch_negatives: bool | None = None
     backbone_dropout: bool = True
     max_steps: int | None = None
@@ -113,6 +118,7 @@ class TrainingConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.hard_negatives >= 0, "hard_negatives must be >= 0"),
             (self.negative_depth >= self.hard_negatives, "negative_depth must be >= hard_negatives"),
+            (self.negative_miner in NEGATIVE_MINERS, f"negative_miner must be one of {NEGATIVE_MINERS}"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.scale > 0, "scale must be > 0"),
@@ -138,14 +144,20 @@ def mine_hard_negatives(
 ) -> dict[str, list[str]]:
     """``{query_id: [doc_id, ...]}``: the retriever's top ``depth`` passages that are not judged relevant.
 
-    Uses the package's exact search over the whole corpus (the training queries only).
+    ``retriever`` is a dense model (searched exactly over the whole corpus) or a BEIR search class
+    such as :class:`beir_peft.search.bm25.BM25Search`; only the training queries are searched.
     """
+    from beir.retrieval.search import BaseSearch
+
     from ..search import make_search
 
     judged = {qid for qid, _ in dataset.train_pairs()}
     queries = {qid: dataset.queries[qid] for qid in judged}
-    search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
-    score_function = getattr(retriever, "score_function", "dot")
+    if isinstance(retriever, BaseSearch):
+        search, score_function = retriever, None
+    else:
+        search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
+        score_function = getattr(retriever, "score_function", "dot")
     run = search.search(dataset.corpus, queries, top_k=depth + 10, score_function=score_function)
     negatives = {}
     for qid, hits in run.items():
@@ -410,10 +422,15 @@ def _run_identity(record: dict[str, Any]) -> dict[str, Any]:
         "epochs",
         "max_steps",
         "hard_negatives",
+        "negative_miner",
         "seed",
         "scale",
     )
-    return {k: record.get(k) for k in keys}
+    identity = {k: record.get(k) for k in keys}
+    identity["negative_miner"] = (
+        identity["negative_miner"] or "backbone"
+    )  # checkpoints from before the option
+    return identity
 
 
 def check_output_folder(output: str | Path, resume: bool = False, overwrite: bool = False) -> None:
@@ -454,7 +471,7 @@ def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, data
             "learning_rate": config.learning_rate_for(retriever.method),
         }
     )
-    saved = checkpoint.state.get("run", {})
+    saved = _run_identity(checkpoint.state.get("run", {}))
     changed = [k for k in wanted if saved.get(k) != wanted[k]]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
@@ -465,7 +482,8 @@ def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, data
 def _negatives(
     retriever, dataset, config, output, accelerator, show_progress_bar
 ) -> dict[str, list[str]] | None:
-    """Hard negatives mined by the backbone, cached in ``output/hard_negatives.json``.
+    """Hard negatives mined by the backbone or BM25 (``config.negative_miner``), cached in
+    ``output/hard_negatives.json``.
 
     The backbone is loaded afresh as a plain sentence-transformers retriever, so the negatives are
     the same whichever method is trained (and whatever state ``retriever`` starts in).
@@ -473,26 +491,34 @@ def _negatives(
     if not config.hard_negatives:
         return None
     path = output / NEGATIVES_FILE
+    wanted = {"split": dataset.split, "depth": config.negative_depth, "miner": config.negative_miner}
     if path.is_file():
         cached = json.loads(path.read_text(encoding="utf-8"))
-        if cached.get("depth") == config.negative_depth and cached.get("split") == dataset.split:
+        if {key: cached.get(key, "backbone" if key == "miner" else None) for key in wanted} == wanted:
             return cached["negatives"]
     if accelerator.is_main_process:
-        from ..models.loading import load_model
+        if config.negative_miner == "bm25":
+            from ..search.bm25 import BM25Search
 
-        miner = load_model(retriever.config.backbone, device=str(accelerator.device))
+            miner = BM25Search(show_progress_bar=show_progress_bar)
+        else:
+            from ..models.loading import load_model
+
+            miner = load_model(retriever.config.backbone, device=str(accelerator.device))
+        logger.info(
+            "Mining %d hard negatives per query with %s", config.negative_depth, config.negative_miner
+        )
         negatives = mine_hard_negatives(
             miner, dataset, depth=config.negative_depth, show_progress_bar=show_progress_bar
         )
-        write_json_atomic(
-            path, {"split": dataset.split, "depth": config.negative_depth, "negatives": negatives}
-        )
+        write_json_atomic(path, {**wanted, "negatives": negatives})
     accelerator.wait_for_everyone()
     return json.loads(path.read_text(encoding="utf-8"))["negatives"]
 
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
+    "NEGATIVE_MINERS",
     "TrainingConfig",
     "check_output_folder",
     "mine_hard_negatives",

@@ -209,6 +209,18 @@ def test_prefix_dropout_is_off_while_encoding(model):
         model.module.eval()
 
 
+def test_fingerprint_follows_in_place_updates(tiny):
+    model = PT2ColBERT(tiny, prefix_length=8, dim=16)
+    before = model.fingerprint()
+    assert model.fingerprint() == before  # cached, same value
+    with torch.no_grad():
+        model.trainable_parameters()[0].add_(1e-3)  # what an optimizer step does
+    after = model.fingerprint()
+    assert after != before
+    model.load_trainable_state_dict({k: v.clone() for k, v in model.trainable_state_dict().items()})
+    assert model.fingerprint() == after  # same values again, same hash
+
+
 # ----------------------------------------------------------------------------- save / load
 @pytest.mark.parametrize("method", ["pt2-colbert", "colbert-ft"])
 def test_save_load_round_trip_is_exact(tiny, tmp_path, method):

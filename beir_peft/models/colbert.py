@@ -469,12 +469,24 @@ class PT2ColBERT(TrainableStateMixin):
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
-        """A hash of the config and the trained tensors: tells two checkpoints apart (index caches)."""
-        digest = hashlib.sha256(repr(sorted(self.config.to_dict().items())).encode())
-        for name, tensor in sorted(self.trainable_state_dict().items()):
+        """A hash of the config and the trained tensors: tells two checkpoints apart (index caches).
+
+        Cached until a trained tensor changes: in-place updates (optimizer steps, ``load_*``) bump
+        the tensor's version counter and moves change its storage, and either invalidates the cache,
+        so searching one query at a time does not re-hash every weight each time.
+        """
+        config = repr(sorted(self.config.to_dict().items()))
+        state = sorted(self.trainable_state_dict().items())
+        key = (config, tuple((name, t._version, t.data_ptr(), t.device.type) for name, t in state))
+        cached = getattr(self, "_fingerprint_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        digest = hashlib.sha256(config.encode())
+        for name, tensor in state:
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        self._fingerprint_cache = (key, digest.hexdigest()[:16])
+        return self._fingerprint_cache[1]
 
     # ------------------------------------------------------------------ misc
     @property

@@ -40,8 +40,9 @@ Both parts are reused when the doc ids and the model (config and weights) match;
 needs the same index settings. Every file is written atomically (beir_peft.io); no pickle is used.
 
 Queries are scored in batches against chunks of documents padded to the chunk's longest document;
-a chunk holds as many documents as keep ``query_batch * query_maxlen * docs * longest`` under
-``max_scores_elements`` floats, so memory stays bounded whatever the corpus size. In ANN mode a
+a chunk holds as many documents as keep both ``query_batch * query_maxlen * docs * longest`` (the
+similarity tensor) and ``docs * longest * dim`` (the padded documents) under ``max_scores_elements``
+floats, so memory stays bounded whatever the corpus size and however few the queries. In ANN mode a
 query batch's candidate documents are read chunk by chunk in the same way, and each query is scored
 against its own candidates only.
 """
@@ -685,7 +686,9 @@ class MaxSimSearch(BaseSearch):
         n_queries, q_len, _ = q_vectors.shape
         best_scores = torch.full((n_queries, k), float("-inf"), device=device)
         best_index = torch.full((n_queries, k), -1, dtype=torch.long, device=device)
-        chunks = self._chunks(min(self.query_batch_size, n_queries) * q_len)
+        # bounds both the similarity tensor (query rows x docs x longest) and the padded documents
+        # (docs x longest x dim): with few queries the second is the larger
+        chunks = self._chunks(max(min(self.query_batch_size, n_queries) * q_len, q_vectors.shape[-1]))
         progress = _progress(chunks, self.show_progress_bar and len(chunks) > 1, "MaxSim search")
         for start, end in progress:
             docs, d_mask = self._padded(range(start, end), device)  # read and converted once per chunk

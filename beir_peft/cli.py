@@ -592,6 +592,102 @@ def analyze_query_length(dataset, split, runs, plot, output, buckets, keep_ident
         click.echo(f"wrote {plot}", err=True)
 
 
+# ------------------------------------------------------------------------------------- compare
+def _model_specs(_ctx, _param, values: tuple[str, ...]) -> dict[str, str]:
+    """``--model NAME=SPEC`` options (a bare SPEC is named by its last path part) as ``{name: spec}``."""
+    from .analysis.compare import _default_name
+
+    models: dict[str, str] = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if not sep:
+            name, spec = _default_name(value), value
+        name, spec = name.strip(), spec.strip()
+        if not name or not spec:
+            raise click.BadParameter(f"expected NAME=MODEL, got {value!r}", param_hint="--model")
+        if name in models:
+            raise click.BadParameter(f"the model name {name!r} is given twice", param_hint="--model")
+        models[name] = spec
+    return models
+
+
+@cli.command()
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    callback=_model_specs,
+    help="NAME=MODEL: a saved folder, a sentence-transformers model or bm25 (repeatable; adds to CONFIG_FILE).",
+)
+@click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name or folder (repeatable).")
+@click.option("--split", default=None, help="qrels split [default: test].")
+@click.option("--baseline", default=None, help="Model the others are tested against [default: the first].")
+@click.option("--search", type=click.Choice(["exact", "faiss-flat", "faiss-hnsw"]), default=None,
+              help="Search for single-vector models [default: exact]; ColBERT models use exact MaxSim.")  # fmt: skip
+@click.option(
+    "--batch-size", default=None, type=click.IntRange(min=1), help="Encoding batch size [default: 128]."
+)
+@click.option(
+    "--output-dir",
+    "-o",
+    default="compare-report",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report files and the cached runs (runs/<model>/<dataset>.<split>.trec).",
+)
+@click.option("--no-plot", is_flag=True, help="Skip the bar chart (no matplotlib needed).")
+@click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def compare(
+    config_file, models, datasets, split, baseline, search, batch_size, output_dir, no_plot, device, quiet
+):
+    """Evaluate several models on several datasets head to head; write a Markdown/CSV/JSON report and a chart.
+
+    Runs are cached in --output-dir: a rerun only evaluates new or changed (model, dataset) pairs.
+    Differences to the baseline are tested by a two-tailed paired t-test over per-query nDCG@10.
+    """
+    from .analysis.compare import CompareConfig, format_markdown, run_comparison, write_report
+
+    settings: dict[str, object] = {}
+    if config_file is not None:
+        base = CompareConfig.from_file(config_file)
+        settings = {
+            "models": dict(base.models), "datasets": list(base.datasets), "split": base.split,
+            "baseline": base.baseline if base.baseline != next(iter(base.models)) else None,
+            "search": base.search, "batch_size": base.batch_size, "k_values": base.k_values,
+            "alpha": base.alpha, "ignore_identical_ids": base.ignore_identical_ids,
+        }  # fmt: skip
+    clash = sorted(set(models) & set(settings.get("models", {})))
+    if clash:
+        raise click.UsageError(f"--model {clash[0]} is already a model of {config_file}")
+    settings["models"] = {**settings.get("models", {}), **models}
+    settings["datasets"] = [
+        *settings.get("datasets", []),
+        *(d for d in datasets if d not in settings.get("datasets", [])),
+    ]
+    for key, value in (
+        ("split", split),
+        ("baseline", baseline),
+        ("search", search),
+        ("batch_size", batch_size),
+    ):
+        if value is not None:
+            settings[key] = value
+    if not settings["models"] or not settings["datasets"]:
+        raise click.UsageError("give a CONFIG_FILE, or at least one --model and one --dataset")
+    config = CompareConfig(**settings)
+    if quiet:
+        _quiet_libraries()
+    comparison = run_comparison(
+        config, output_dir, device=device, show_progress_bar=not quiet, echo=lambda m: click.echo(m, err=True)
+    )
+    click.echo(format_markdown(comparison))
+    for path in write_report(comparison, output_dir, plot=not no_plot):
+        click.echo(f"wrote {path}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI, turning user errors into one line and exit status 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

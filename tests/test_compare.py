@@ -7,13 +7,13 @@ import math
 
 import pytest
 import scipy.stats
+from tiny_models import build_tiny_bert
 
 import beir_peft
 from beir_peft.analysis.compare import CompareConfig, run_comparison, write_report
 from beir_peft.analysis.significance import paired_t_test
 from beir_peft.cli import main
 from beir_peft.errors import ConfigError
-from tiny_models import build_tiny_bert
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -59,6 +59,8 @@ DEFAULT_LEARNING_RATES = {
     "ft": 2e-5,
 }
 NEGATIVES_FILE = "hard_negatives.json"
+#: the row field :func:`fit` passes to the loss as labels instead of encoding it
+LABEL = "label"
 #: who mines hard negatives: the starting backbone (dense, exact search) or BM25
 NEGATIVE_MINERS = ("backbone", "bm25")
 
@@ -188,16 +190,26 @@ def training_rows(
     return rows
 
 
-def _batches(rows: list[dict[str, str]], batch_size: int, seed: int):
-    """sentence-transformers' no-duplicates batch sampler over ``rows`` (its order is set per epoch)."""
+def _batches(rows: list[dict[str, Any]], batch_size: int, seed: int, no_duplicates: bool = True):
+    """Batches of ``rows``: sentence-transformers' no-duplicates sampler (its order set per epoch),
+    or, with ``no_duplicates=False``, the rows in their given order (GPL's pre-shuffled rows).
+
+    Only the text columns decide what counts as a duplicate (not a ``label``).
+    """
     from datasets import Dataset
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
     data = Dataset.from_list(rows)
+    drop_last = len(rows) >= 2 * batch_size
+    if not no_duplicates:
+        return data, torch.utils.data.BatchSampler(
+            torch.utils.data.SequentialSampler(data), batch_size=batch_size, drop_last=drop_last
+        )
     sampler = NoDuplicatesBatchSampler(
         data,
         batch_size=batch_size,
-        drop_last=len(rows) >= 2 * batch_size,
+        drop_last=drop_last,
+        valid_label_columns=[LABEL],
         generator=torch.Generator(),
         seed=seed,
     )
@@ -227,27 +239,83 @@ def train(
         on_step: called with ``(step, loss)`` after every optimizer step.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     config = config or TrainingConfig()
     output = Path(output_dir)
-    checkpoint = _prepare_output(output, resume, overwrite, retriever, dataset, config)
+    check_output_folder(output, resume, overwrite)
+    if overwrite:
+        clear_run(output, NEGATIVES_FILE)
+    if resume and is_retriever_folder(output) and latest_checkpoint(output) is None:
+        logger.info("%s already holds the finished retriever; nothing to resume", output)
+        return output
+    accelerator = Accelerator()
+    retriever.to(accelerator.device)
+    negatives = _negatives(retriever, dataset, config, output, accelerator, show_progress_bar)
+    rows = training_rows(dataset, negatives, config.hard_negatives, config.seed)
+    return fit(
+        retriever,
+        rows,
+        output,
+        config,
+        {"dataset": dataset.name, "split": dataset.split},
+        accelerator=accelerator,
+        resume=resume,
+        show_progress_bar=show_progress_bar,
+        on_step=on_step,
+    )
+
+
+def fit(
+    retriever: TunedRetriever | PT2ColBERT,
+    rows: list[dict[str, Any]],
+    output_dir: str | Path,
+    config: TrainingConfig,
+    run: dict[str, Any],
+    *,
+    make_loss: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    no_duplicates: bool = True,
+    accelerator: Any = None,
+    resume: bool = False,
+    show_progress_bar: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """The training loop every method shares: batches of ``rows`` -> loss -> AdamW, checkpoints, final folder.
+
+    ``rows`` are dicts of texts, column ``query`` first (query side), then passage columns; a
+    ``label`` column, when present, is not encoded but passed to the loss as a float tensor (e.g.
+    GPL's margins). ``make_loss(module)`` builds the loss (default: DPR's in-batch loss, or
+    ColBERT's pairwise loss for late interaction). ``no_duplicates`` keeps a batch free of repeated
+    texts (needed by in-batch negatives); without it batches follow the rows' order. ``run`` names the data (``dataset``, ``split``)
+    in the training record and in what a resumed run must match. ``output_dir`` must already have
+    been checked (:func:`check_output_folder`).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    if not rows:
+        raise DatasetError(f"{run.get('dataset')}: no training rows")
+    output = Path(output_dir)
+    accelerator = accelerator or Accelerator()
+    set_seed(config.seed)
+    retriever.to(accelerator.device)
+    learning_rate = config.learning_rate_for(retriever.method)
+    identity = _run_identity({**run, "pairs": len(rows), **config.to_dict(), "learning_rate": learning_rate})
+    checkpoint = _resume_checkpoint(output, resume, identity)
     if checkpoint is None and resume and is_retriever_folder(output):
         logger.info("%s already holds the finished retriever; nothing to resume", output)
         return output
 
-    accelerator = Accelerator()
-    set_seed(config.seed)
-    retriever.to(accelerator.device)
-    negatives = _negatives(retriever, dataset, config, output, accelerator, show_progress_bar)
-    rows = training_rows(dataset, negatives, config.hard_negatives, config.seed)
-    data, sampler = _batches(rows, config.batch_size, config.seed)
-    columns = list(rows[0])
+    columns = [c for c in rows[0] if c != LABEL]
+    has_labels = LABEL in rows[0]
+    data, sampler = _batches(rows, config.batch_size, config.seed, no_duplicates)
     loader = torch.utils.data.DataLoader(
         data,
         batch_sampler=sampler,
-        collate_fn=lambda batch: [[row[c] for row in batch] for c in columns],
+        collate_fn=lambda batch: (
+            [[row[c] for row in batch] for c in columns],
+            torch.tensor([float(row[LABEL]) for row in batch]) if has_labels else None,
+        ),
         # its own generator: starting an epoch must not draw from the global RNG (dropout), or a
         # resumed run would see different dropout masks than an uninterrupted one
         generator=torch.Generator().manual_seed(config.seed),
@@ -256,7 +324,6 @@ def train(
     parameters = retriever.trainable_parameters()
     if not parameters:
         raise ConfigError(f"{retriever.method}: the retriever has no trainable parameters")
-    learning_rate = config.learning_rate_for(retriever.method)
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=config.weight_decay)
     # Each process takes every num_processes-th batch; accelerate's scheduler wrapper then steps
     # num_processes times per optimizer step, so the schedule is laid out over all processes' steps.
@@ -269,7 +336,7 @@ def train(
         optimizer, math.ceil(config.warmup_ratio * total_steps) * processes, total_steps * processes
     )
     module, optimizer, loader, scheduler = accelerator.prepare(retriever.module, optimizer, loader, scheduler)
-    loss_fn = _loss(retriever, module, config)
+    loss_fn = make_loss(module) if make_loss is not None else _loss(retriever, module, config)
 
     step, epoch, done_in_epoch, epoch_times = 0, 0, 0, []
     if checkpoint is not None:
@@ -285,8 +352,7 @@ def train(
         logger.info("Resuming %s at step %d (epoch %d, batch %d)", output, step, epoch + 1, done_in_epoch)
 
     record = {
-        "dataset": dataset.name,
-        "split": dataset.split,
+        **run,
         "pairs": len(rows),
         **config.to_dict(),
         "learning_rate": learning_rate,
@@ -314,10 +380,11 @@ def train(
         # accelerate's loader re-sets its sampler's epoch from its own counter, which restarts at 0
         # in a resumed process: set it, so the batch order is a function of (seed, epoch) only.
         batches.set_epoch(epoch)
-        sampler.set_epoch(epoch)  # the skipping loader wraps the sampler and does not pass the epoch on
-        for texts in batches:
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # the skipping loader wraps the sampler and does not pass the epoch on
+        for texts, labels in batches:
             features = [_tokenize(retriever, column, index) for index, column in enumerate(texts)]
-            loss = loss_fn(features)
+            loss = loss_fn(features, labels) if labels is not None else loss_fn(features)
             accelerator.backward(loss)
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
@@ -448,29 +515,22 @@ def check_output_folder(output: str | Path, resume: bool = False, overwrite: boo
         )
 
 
-def _prepare_output(output: Path, resume: bool, overwrite: bool, retriever, dataset, config):
-    """Check the run folder against ``resume``/``overwrite``; the checkpoint to resume from, if any."""
-    check_output_folder(output, resume, overwrite)
-    if overwrite and output.exists():
-        for name in (CHECKPOINTS,):
-            shutil.rmtree(output / name, ignore_errors=True)
-        for name in (CONFIG_NAME, NEGATIVES_FILE):
-            (output / name).unlink(missing_ok=True)
-        return None
+def clear_run(output: Path, *files: str) -> None:
+    """Remove a run's checkpoints, its final config and ``files`` (``--overwrite``: start afresh)."""
+    if not output.is_dir():
+        return
+    shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
+    for name in (CONFIG_NAME, *files):
+        (output / name).unlink(missing_ok=True)
+
+
+def _resume_checkpoint(output: Path, resume: bool, wanted: dict[str, Any]):
+    """The newest checkpoint to resume from (``None``: start afresh); refuses one made with other settings."""
     if not resume:
         return None
     checkpoint = latest_checkpoint(output) if output.is_dir() else None
     if checkpoint is None:
         return None
-    wanted = _run_identity(
-        {
-            "dataset": dataset.name,
-            "split": dataset.split,
-            "pairs": len(dataset.train_pairs()),
-            **config.to_dict(),
-            "learning_rate": config.learning_rate_for(retriever.method),
-        }
-    )
     saved = _run_identity(checkpoint.state.get("run", {}))
     changed = [k for k in wanted if saved.get(k) != wanted[k]]
     if changed:
@@ -521,6 +581,8 @@ __all__ = [
     "NEGATIVE_MINERS",
     "TrainingConfig",
     "check_output_folder",
+    "clear_run",
+    "fit",
     "mine_hard_negatives",
     "train",
     "training_rows",

@@ -205,6 +205,8 @@ def _describe(retriever) -> str:
 # ------------------------------------------------------------------------------------- train
 TRAIN_METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "pt2-colbert", "colbert-ft")
 LATE_INTERACTION = ("pt2-colbert", "colbert-ft")
+#: GPL's presets (beir_peft.methods.gpl.PRESETS), named here so --help needs no torch import
+PRESET_NAMES = ("paper", "small", "tiny")
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -686,6 +688,127 @@ def compare(
     click.echo(format_markdown(comparison))
     for path in write_report(comparison, output_dir, plot=not no_plot):
         click.echo(f"wrote {path}", err=True)
+
+
+# ------------------------------------------------------------------------------------- adapt
+@cli.group()
+def adapt():
+    """Unsupervised domain adaptation to a target corpus (GPL)."""
+
+
+@adapt.command("gpl")
+@click.option(
+    "--dataset",
+    "-d",
+    required=True,
+    help="Target corpus: a BEIR dataset name or folder (only corpus.jsonl is read).",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder: every stage's output, then the trained retriever.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESET_NAMES)),
+    default="paper",
+    show_default=True,
+    help="Steps, warm-up and query budget: paper (140k steps, 250K queries), small, tiny.",
+)
+@click.option(
+    "--student",
+    type=click.Choice(["ft", "pt2-dpr", "lora"]),
+    default="ft",
+    show_default=True,
+    help="What is trained: the whole backbone (the paper), deep prompts, or LoRA.",
+)
+@click.option(
+    "--backbone",
+    default=None,
+    help="Student backbone [default: all-MiniLM-L6-v2; the paper: GPL/msmarco-distilbert-margin-mse].",
+)
+@click.option(
+    "--generator", default=None, help="Seq2seq query generator [default: BeIR/query-gen-msmarco-t5-base-v1]."
+)
+@click.option(
+    "--cross-encoder", default=None, help="Pseudo labeler [default: cross-encoder/ms-marco-MiniLM-L-6-v2]."
+)
+@click.option(
+    "--miner",
+    "miners",
+    multiple=True,
+    help="Negative miner (repeatable): a sentence-transformers model, a saved folder or bm25 "
+    "[default: msmarco-distilbert-base-v3 and msmarco-MiniLM-L-6-v3].",
+)
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Use these queries instead of generating them: JSONL with text and doc_id per line.",
+)
+@click.option(
+    "--queries-per-passage", type=click.IntRange(min=1), help="Override the 250K rule's queries per passage."
+)
+@click.option(
+    "--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."
+)
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps [default: from --preset].")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate [default: 2e-5 for ft, the package default for the others].",
+)
+@click.option("--similarity", type=click.Choice(["dot", "cosine"]), default="dot", show_default=True)
+@click.option("--tsdae", is_flag=True, help="TSDAE pre-training on the target corpus first (TSDAE + GPL).")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other GPLConfig field, e.g. --set negatives_per_miner=20.",
+)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--device", default=None, help="torch device (default: the best available).")
+@click.option("--overwrite", is_flag=True, help="Delete the run folder's GPL outputs and start afresh.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encoder, miners, queries_file,
+              queries_per_passage, num_passages, steps, batch_size, learning_rate, similarity, tsdae, settings,
+              seed, device, overwrite, quiet):  # fmt: skip
+    """GPL (Wang et al. 2022): generate queries, mine negatives, pseudo-label with a cross-encoder, train with MarginMSE.
+
+    Resumable: rerun the same command and finished stages are skipped.
+    """
+    from .data import load_corpus, resolve_dataset
+    from .methods.gpl import GPLConfig, run_gpl
+
+    options = _options(settings)
+    given = {
+        "preset": preset, "student": student, "backbone": backbone, "generator": generator,
+        "cross_encoder": cross_encoder, "miners": list(miners) or None, "queries_per_passage": queries_per_passage,
+        "num_passages": num_passages, "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+        "similarity": similarity, "tsdae": tsdae, "seed": seed, "device": device,
+    }  # fmt: skip
+    fields = {**options, **{k: v for k, v in given.items() if v is not None}}
+    try:
+        config = GPLConfig(**fields)
+    except TypeError as err:
+        raise click.UsageError(f"--set: {err}") from None
+    if quiet:
+        _quiet_libraries()
+    folder = resolve_dataset(dataset)
+    corpus = load_corpus(folder)
+    click.echo(f"GPL on {folder.name}: {len(corpus)} passages -> {output}", err=True)
+    result = run_gpl(
+        corpus, output, config, queries_file=queries_file, dataset_name=folder.name, overwrite=overwrite,
+        show_progress_bar=not quiet, echo=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
+    click.echo(
+        f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}", err=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Losses: subclasses of sentence-transformers losses, one per file, each citing its paper."""
 
 from .colbert_pairwise import ColBERTPairwiseLoss
+from .dual_encoder_margin_mse import DualEncoderMarginMSELoss
 from .dual_encoder_mnrl import DualEncoderMNRLoss
 
-__all__ = ["ColBERTPairwiseLoss", "DualEncoderMNRLoss"]
+__all__ = ["ColBERTPairwiseLoss", "DualEncoderMNRLoss", "DualEncoderMarginMSELoss"]

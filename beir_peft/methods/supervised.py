@@ -23,7 +23,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,6 +274,7 @@ def fit(
     *,
     make_loss: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     no_duplicates: bool = True,
+    texts_of: Mapping[str, Callable[[Any], str]] | None = None,
     accelerator: Any = None,
     resume: bool = False,
     show_progress_bar: bool = True,
@@ -285,7 +286,9 @@ def fit(
     ``label`` column, when present, is not encoded but passed to the loss as a float tensor (e.g.
     GPL's margins). ``make_loss(module)`` builds the loss (default: DPR's in-batch loss, or
     ColBERT's pairwise loss for late interaction). ``no_duplicates`` keeps a batch free of repeated
-    texts (needed by in-batch negatives); without it batches follow the rows' order. ``run`` names the data (``dataset``, ``split``)
+    texts (needed by in-batch negatives); without it batches follow the rows' order. ``texts_of``
+    maps a column to a function turning its row values (e.g. ids) into texts at batch time, so
+    millions of rows need not hold their texts. ``run`` names the data (``dataset``, ``split``)
     in the training record and in what a resumed run must match. ``output_dir`` must already have
     been checked (:func:`check_output_folder`).
     """
@@ -307,13 +310,14 @@ def fit(
         return output
 
     columns = [c for c in rows[0] if c != LABEL]
+    convert = {c: (texts_of or {}).get(c, _same) for c in columns}
     has_labels = LABEL in rows[0]
     data, sampler = _batches(rows, config.batch_size, config.seed, no_duplicates)
     loader = torch.utils.data.DataLoader(
         data,
         batch_sampler=sampler,
         collate_fn=lambda batch: (
-            [[row[c] for row in batch] for c in columns],
+            [[convert[c](row[c]) for row in batch] for c in columns],
             torch.tensor([float(row[LABEL]) for row in batch]) if has_labels else None,
         ),
         # its own generator: starting an epoch must not draw from the global RNG (dropout), or a
@@ -421,6 +425,10 @@ def fit(
         shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     accelerator.wait_for_everyone()
     return output
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _is_late_interaction(retriever) -> bool:

@@ -1,0 +1,60 @@
+"""GPL stage 2: hard negatives for every generated query from one or more retrievers.
+
+Wang et al. 2022 (seed 002), section 4: two MS MARCO bi-encoders with cosine similarity
+(``msmarco-distilbert-base-v3`` and ``msmarco-MiniLM-L-6-v3``), 50 negatives each, the query's
+positive removed; Table 6 also tries BM25 (``"bm25"`` here, :class:`~beir_peft.search.bm25.BM25Search`).
+A miner is any sentence-transformers model, saved beir_peft folder, or ``"bm25"``; dense miners are
+searched exactly (or through faiss with ``search="faiss-flat"``/``"faiss-hnsw"``) with the package's
+own searchers, each with the similarity it was trained with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MINERS = (
+    "sentence-transformers/msmarco-distilbert-base-v3",
+    "sentence-transformers/msmarco-MiniLM-L-6-v3",
+)
+
+
+def mine_negatives(
+    miners: Sequence[str],
+    corpus: Mapping[str, Mapping[str, Any]],
+    queries: Mapping[str, str],
+    positives: Mapping[str, str],
+    depth: int = 50,
+    search: str = "exact",
+    batch_size: int = 128,
+    device: str | None = None,
+    show_progress_bar: bool = True,
+) -> dict[str, dict[str, list[str]]]:
+    """``{query_id: {miner: [doc_id, ...]}}``: each miner's top ``depth`` passages, the positive removed.
+
+    One miner is loaded at a time. ``positives`` maps each query to its source passage.
+    """
+    from ...models.loading import load_model
+    from ...search import make_search
+
+    found: dict[str, dict[str, list[str]]] = {qid: {} for qid in queries}
+    for miner in miners:
+        logger.info("Mining %d negatives per query with %s", depth, miner)
+        model = load_model(miner, device=device)
+        from beir.retrieval.search import BaseSearch
+
+        if isinstance(model, BaseSearch):
+            searcher, score_function = model, None
+            model.show_progress_bar = show_progress_bar
+        else:
+            searcher = make_search(model, search, batch_size=batch_size, show_progress_bar=show_progress_bar)
+            score_function = model.score_function
+        run = searcher.search(corpus, queries, top_k=depth + 1, score_function=score_function)
+        for qid in queries:
+            ranked = sorted(run.get(qid, {}).items(), key=lambda item: -item[1])
+            found[qid][miner] = [doc for doc, _ in ranked if doc != positives[qid]][:depth]
+        del model, searcher
+    return found

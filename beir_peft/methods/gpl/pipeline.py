@@ -1,0 +1,455 @@
+"""GPL end to end: query generation -> hard negatives -> pseudo labels -> MarginMSE training.
+
+Wang et al. 2022 (seed 002), sections 3-4. :func:`run_gpl` runs the stages into one run folder;
+each stage writes its output atomically and is skipped when that output exists, so a killed run
+resumes at the stage (and, in training, the checkpoint) where it stopped::
+
+    DIR/gpl_config.json          the settings (a rerun with other data-shaping settings is refused)
+    DIR/corpus_sample.json       0. the passages used and queries per passage (the 250K rule)
+    DIR/generated_queries.jsonl  1. {"_id", "text", "doc_id"} per query (or the user's --queries)
+    DIR/hard_negatives.jsonl     2. {"qid", "neg": {miner: [doc_id, ...]}} per query
+    DIR/training_data.tsv        3. qid, positive id, negative id, CE margin: steps x batch rows
+    DIR/tsdae/                   (optional) the backbone after TSDAE on the sampled corpus
+    DIR/config.json, weights.safetensors, README.md   4. the trained retriever (beir_peft.load)
+
+Long stages 1 and 3 write shards (``*.parts/``) as they go and merge them at the end, so even a
+stage that is killed half-way keeps its finished shards.
+
+The student is ``ft`` (full fine-tuning, the paper), ``pt2-dpr`` (deep prompts: GPL with a fraction
+of a percent of the parameters trained per domain) or ``lora``, on any backbone.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ...encoders.backbone import DEFAULT_BACKBONE
+from ...errors import ConfigError, DatasetError
+from ...io import atomic_open, write_json_atomic
+from ...models.base import passage_text
+from .negatives import DEFAULT_MINERS, mine_negatives
+from .pseudo_labels import DEFAULT_CROSS_ENCODER, PseudoLabeler, chunks, draw_triples
+from .query_generation import DEFAULT_GENERATOR, GenerationSettings, QueryGenerator, generate_queries
+from .sizing import PAPER_TOTAL_QUERIES, gpl_sizing, sample_passages
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "gpl_config.json"
+SAMPLE_FILE = "corpus_sample.json"
+QUERIES_FILE = "generated_queries.jsonl"
+NEGATIVES_FILE = "hard_negatives.jsonl"
+TRAINING_FILE = "training_data.tsv"
+TSDAE_DIR = "tsdae"
+STUDENTS = ("ft", "pt2-dpr", "lora")
+#: the paper's start checkpoint (a DistilBERT trained with MarginMSE on MS MARCO); offline, the
+#: package's default backbone (all-MiniLM-L6-v2) is used unless --backbone names it
+PAPER_BACKBONE = "GPL/msmarco-distilbert-margin-mse"
+
+#: steps, warm-up and the generated-query budget; "paper" is section 4's setting
+PRESETS: dict[str, dict[str, int]] = {
+    "paper": {"steps": 140_000, "warmup_steps": 1_000, "total_queries": PAPER_TOTAL_QUERIES},
+    # a GPU-hour budget: GPL saturates around 100k steps, small corpora gain most early
+    "small": {"steps": 10_000, "warmup_steps": 500, "total_queries": 50_000},
+    # a CPU smoke run on a few thousand passages
+    "tiny": {"steps": 200, "warmup_steps": 20, "total_queries": 2_000},
+}
+#: settings that do not change any stage's output (excluded from the rerun check)
+OPERATIONAL = (
+    "generation_batch_size",
+    "cross_encoder_batch_size",
+    "shard_size",
+    "device",
+    "mining_batch_size",
+)
+
+
+@dataclass
+class GPLConfig:
+    """GPL settings; ``None`` fields take the ``preset``'s value (default ``"paper"``)."""
+
+    preset: str = "paper"
+    student: str = "ft"
+    backbone: str = DEFAULT_BACKBONE
+    generator: str = DEFAULT_GENERATOR
+    cross_encoder: str = DEFAULT_CROSS_ENCODER
+    miners: list[str] = field(default_factory=lambda: list(DEFAULT_MINERS))
+    negatives_per_miner: int = 50
+    total_queries: int | None = None
+    queries_per_passage: int | None = None
+    num_passages: int | None = None
+    steps: int | None = None
+    warmup_steps: int | None = None
+    batch_size: int = 32
+    learning_rate: float | None = None
+    max_seq_length: int = 350
+    similarity: str = "dot"
+    top_p: float = 0.95
+    top_k: int = 25
+    temperature: float = 1.0
+    max_query_length: int = 64
+    tsdae: bool = False
+    tsdae_steps: int = 100_000
+    seed: int = 42
+    checkpoint_every: int = 1_000
+    generation_batch_size: int = 32
+    cross_encoder_batch_size: int = 64
+    mining_batch_size: int = 128
+    shard_size: int = 10_000
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown GPL preset {self.preset!r}; choose {', '.join(PRESETS)}")
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.student not in STUDENTS:
+            raise ConfigError(f"GPL students are {', '.join(STUDENTS)}; got {self.student!r}")
+        if not self.miners:
+            raise ConfigError("GPL needs at least one negative miner")
+        if self.similarity not in ("dot", "cosine"):
+            raise ConfigError(f"similarity must be dot or cosine, got {self.similarity!r}")
+        for name in (
+            "negatives_per_miner",
+            "steps",
+            "batch_size",
+            "total_queries",
+            "shard_size",
+            "max_seq_length",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be >= 2")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ConfigError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_gpl(
+    corpus: Mapping[str, Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    config: GPLConfig | None = None,
+    *,
+    queries_file: str | os.PathLike | None = None,
+    dataset_name: str = "corpus",
+    overwrite: bool = False,
+    show_progress_bar: bool = True,
+    echo: Callable[[str], None] = logger.info,
+) -> Path:
+    """Run (or resume) GPL on ``corpus`` into ``output_dir``; returns the folder of the trained retriever.
+
+    ``queries_file``: the user's own queries instead of generated ones, a JSONL file with ``text``
+    and ``doc_id`` (the passage the query was written for) per line, ``_id`` optional.
+    """
+    config = config or GPLConfig()
+    output = Path(output_dir)
+    _check_folder(output, config, queries_file, overwrite)
+
+    sample = _stage(
+        output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
+    )
+    generated = _stage(
+        output / QUERIES_FILE,
+        echo,
+        "queries",
+        lambda: _generate(corpus, sample, config, output / f"{QUERIES_FILE}.parts", show_progress_bar),
+        reader=_read_jsonl,
+        writer=_write_jsonl,
+        parts=output / f"{QUERIES_FILE}.parts",
+        given=(lambda: _read_user_queries(Path(queries_file), corpus)) if queries_file else None,
+        given_note=f"the user's queries from {queries_file}",
+    )
+    queries = {row["_id"]: row["text"] for row in generated}
+    positives = {row["_id"]: row["doc_id"] for row in generated}
+    if len(queries) < 2:
+        raise DatasetError(f"GPL needs at least 2 training queries, got {len(queries)}")
+    sub_corpus = {doc_id: corpus[doc_id] for doc_id in sample["doc_ids"]}
+    negatives_rows = _stage(
+        output / NEGATIVES_FILE,
+        echo,
+        "hard negatives",
+        lambda: [
+            {"qid": qid, "neg": neg}
+            for qid, neg in mine_negatives(
+                config.miners,
+                sub_corpus,
+                queries,
+                positives,
+                depth=config.negatives_per_miner,
+                batch_size=config.mining_batch_size,
+                device=config.device,
+                show_progress_bar=show_progress_bar,
+            ).items()
+        ],  # fmt: skip
+        reader=_read_jsonl,
+        writer=_write_jsonl,
+    )
+    negatives = {row["qid"]: row["neg"] for row in negatives_rows}
+    training = _stage(
+        output / TRAINING_FILE,
+        echo,
+        "pseudo labels",
+        lambda: _label(
+            queries,
+            positives,
+            negatives,
+            corpus,
+            config,
+            output / f"{TRAINING_FILE}.parts",
+            show_progress_bar,
+        ),
+        reader=_read_training_tsv,
+        writer=_write_training_tsv,
+        parts=output / f"{TRAINING_FILE}.parts",
+    )
+    backbone = config.backbone
+    if config.tsdae:
+        from .tsdae import train_tsdae
+
+        tsdae_dir = output / TSDAE_DIR
+        if (tsdae_dir / "modules.json").is_file():
+            echo(f"TSDAE: reusing {tsdae_dir}")
+        else:
+            echo(f"TSDAE: pre-training {backbone} on {len(sub_corpus)} passages")
+            train_tsdae(
+                backbone, [passage_text(d) for d in sub_corpus.values()], tsdae_dir, config, show_progress_bar
+            )
+        backbone = str(tsdae_dir.resolve())
+    echo(f"training: {config.student} on {backbone}, {config.steps} steps of {config.batch_size}")
+    return _train(training, queries, corpus, backbone, config, output, dataset_name, show_progress_bar)
+
+
+# ------------------------------------------------------------------------------- stage plumbing
+def _stage(
+    path: Path, echo, name: str, build, *, reader=None, writer=None, parts=None, given=None, given_note=""
+):
+    """The stage's output: read from ``path`` when it exists, else built and written atomically.
+
+    ``parts``: the stage's shard folder, removed once the merged output is in place.
+    """
+    if path.is_file():
+        echo(f"{name}: reusing {path}")
+        return (reader or _read_json)(path)
+    echo(f"{name}: {given_note}" if given is not None else f"{name}: computing")
+    value = given() if given is not None else build()
+    (writer or write_json_atomic)(path, value)
+    if parts is not None:
+        shutil.rmtree(parts, ignore_errors=True)
+    return value
+
+
+def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: exists and is not a folder")
+    record = {**config.to_dict(), "queries_file": str(queries_file) if queries_file else None}
+    path = output / CONFIG_FILE
+    if overwrite and output.is_dir():
+        for name in (CONFIG_FILE, SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE):
+            (output / name).unlink(missing_ok=True)
+        for name in (TSDAE_DIR, f"{QUERIES_FILE}.parts", f"{TRAINING_FILE}.parts"):
+            shutil.rmtree(output / name, ignore_errors=True)
+        from ..supervised import clear_run
+
+        clear_run(output)
+    elif path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in record if k not in OPERATIONAL and saved.get(k) != record[k])
+        if changed:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {record[k]!r}" for k in changed)
+            raise ConfigError(
+                f"{output} holds a GPL run with other settings ({detail}); use another folder or --overwrite"
+            )
+    output.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    with atomic_open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _sharded(folder: Path, items: list, size: int, make, desc: str, show: bool) -> list:
+    """Process ``items`` in shards of ``size``; each shard's rows saved in ``folder`` once done."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list = []
+    for index, part in tqdm(list(chunks(items, size)), desc=desc, disable=not show):
+        path = folder / f"part-{index:05d}.jsonl"
+        if path.is_file():
+            rows.extend(_read_jsonl(path))
+            continue
+        made = list(make(index * size, part))
+        _write_jsonl(path, made)
+        rows.extend(made)
+    return rows
+
+
+# ------------------------------------------------------------------------------- the stages
+def _sample(corpus: Mapping[str, Any], config: GPLConfig, queries_file) -> dict[str, Any]:
+    if queries_file:  # the user's queries: their passages are all in play, nothing is generated
+        return {"doc_ids": list(corpus), "queries_per_passage": None, "corpus_size": len(corpus)}
+    num, per_passage = gpl_sizing(
+        len(corpus), config.total_queries, config.queries_per_passage, config.num_passages
+    )
+    return {
+        "doc_ids": sample_passages(list(corpus), num, config.seed),
+        "queries_per_passage": per_passage,
+        "corpus_size": len(corpus),
+        "total_queries": config.total_queries,
+    }
+
+
+def _generate(corpus, sample, config: GPLConfig, parts: Path, show: bool) -> list[dict[str, str]]:
+    generator = QueryGenerator(
+        config.generator,
+        device=config.device,
+        settings=GenerationSettings(
+            top_p=config.top_p,
+            top_k=config.top_k,
+            temperature=config.temperature,
+            max_query_length=config.max_query_length,
+            max_passage_length=config.max_seq_length,
+            batch_size=config.generation_batch_size,
+        ),
+    )
+    per_passage = sample["queries_per_passage"]
+    return _sharded(
+        parts,
+        sample["doc_ids"],
+        config.shard_size,
+        lambda first, ids: generate_queries(generator, corpus, ids, per_passage, config.seed, first),
+        "generating queries",
+        show,
+    )
+
+
+def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DatasetError(f"missing queries file {path}")
+    rows, seen = [], set()
+    for lineno, obj in enumerate(_read_jsonl_checked(path), 1):
+        text, doc_id = obj.get("text"), obj.get("doc_id")
+        if not isinstance(text, str) or not text.strip():
+            raise DatasetError(f"{path} line {lineno}: missing or empty 'text'")
+        if not isinstance(doc_id, (str, int)) or str(doc_id) not in corpus:
+            raise DatasetError(f"{path} line {lineno}: 'doc_id' {doc_id!r} is not a passage of the corpus")
+        qid = str(obj.get("_id", f"userQ{lineno}"))
+        if qid in seen:
+            raise DatasetError(f"{path} line {lineno}: duplicate _id {qid!r}")
+        seen.add(qid)
+        rows.append({"_id": qid, "text": text, "doc_id": str(doc_id)})
+    if not rows:
+        raise DatasetError(f"{path} holds no queries")
+    return rows
+
+
+def _read_jsonl_checked(path: Path):
+    from ...data import _iter_jsonl
+
+    for _lineno, obj in _iter_jsonl(path):
+        yield obj
+
+
+def _label(queries, positives, negatives, corpus, config: GPLConfig, parts: Path, show: bool):
+    triples = draw_triples(list(queries), positives, negatives, config.steps * config.batch_size, config.seed)
+    labeler = PseudoLabeler(
+        config.cross_encoder, max_length=config.max_seq_length, batch_size=config.cross_encoder_batch_size,
+        device=config.device,
+    )  # fmt: skip
+
+    def make(_first, part):
+        margins = labeler.margins(part, queries, corpus)
+        return [
+            {"qid": q, "pos": p, "neg": n, "margin": m} for (q, p, n), m in zip(part, margins, strict=True)
+        ]
+
+    return _sharded(parts, triples, config.shard_size, make, "pseudo labels", show)
+
+
+def _write_training_tsv(path: Path, rows) -> None:
+    with atomic_open(path, "w") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["qid", "pos", "neg", "margin"])
+        for row in rows:
+            writer.writerow([row["qid"], row["pos"], row["neg"], repr(float(row["margin"]))])
+
+
+def _read_training_tsv(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        header = next(reader, None)
+        if header != ["qid", "pos", "neg", "margin"]:
+            raise DatasetError(f"{path}: not a GPL training file (header {header})")
+        return [{"qid": q, "pos": p, "neg": n, "margin": float(m)} for q, p, n, m in reader]
+
+
+def _train(
+    training, queries, corpus, backbone: str, config: GPLConfig, output: Path, dataset_name, show: bool
+) -> Path:
+    from ...losses import DualEncoderMarginMSELoss
+    from ...models.tuned import build_retriever
+    from ..supervised import TrainingConfig, fit
+
+    retriever = build_retriever(config.student, backbone, max_seq_length=config.max_seq_length)
+    learning_rate = config.learning_rate
+    if learning_rate is None and config.student == "ft":
+        learning_rate = 2e-5  # sentence-transformers' fit default, which GPL's code uses
+    train_config = TrainingConfig(
+        epochs=1,
+        batch_size=config.batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=config.warmup_steps / config.steps,
+        max_grad_norm=1.0,  # sentence-transformers' fit default
+        max_steps=config.steps,
+        checkpoint_every=config.checkpoint_every,
+        seed=config.seed,
+    )
+    rows = [
+        {"query": r["qid"], "positive": r["pos"], "negative": r["neg"], "label": r["margin"]}
+        for r in training
+    ]
+    texts = {
+        "query": queries.__getitem__,
+        "positive": lambda doc_id: passage_text(corpus[doc_id]),
+        "negative": lambda doc_id: passage_text(corpus[doc_id]),
+    }
+    return fit(
+        retriever,
+        rows,
+        output,
+        train_config,
+        {
+            "dataset": dataset_name,
+            "split": "gpl",
+            "method": "gpl",
+            "gpl": {k: v for k, v in config.to_dict().items() if k not in OPERATIONAL},
+        },
+        make_loss=lambda module: DualEncoderMarginMSELoss(module, similarity=config.similarity),
+        no_duplicates=False,
+        texts_of=texts,
+        resume=True,
+        show_progress_bar=show,
+    )

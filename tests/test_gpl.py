@@ -1,0 +1,263 @@
+"""GPL: the 250K rule, each stage on a small corpus, the MarginMSE loss, resume, and the final folder.
+
+The generator (T5) and cross-encoder are tiny random models built here; the student and a miner are
+a tiny random BERT (and BM25). The real MiniLM runs in the SciFact integration test at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import beir_peft
+from beir_peft.cli import main
+from beir_peft.data import load_corpus, load_dataset
+from beir_peft.errors import ConfigError, DatasetError
+from beir_peft.evaluation import evaluate_retriever
+from beir_peft.losses import DualEncoderMarginMSELoss
+from beir_peft.methods.gpl import GPLConfig, gpl_sizing, run_gpl
+from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_FILE, TRAINING_FILE
+from beir_peft.methods.gpl.pseudo_labels import PseudoLabeler, draw_triples
+from beir_peft.methods.gpl.query_generation import GenerationSettings, QueryGenerator, generate_queries
+from beir_peft.methods.gpl.sizing import sample_passages
+from tiny_models import build_tiny_bert, build_tiny_cross_encoder, build_tiny_t5
+
+pytestmark = pytest.mark.usefixtures("no_network_data")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Paths of a tiny T5 generator, cross-encoder and sentence-transformers BERT (built once)."""
+    root = tmp_path_factory.mktemp("gpl_models")
+    return {
+        "t5": str(build_tiny_t5(root / "t5")),
+        "ce": str(build_tiny_cross_encoder(root / "ce")),
+        "bert": str(build_tiny_bert(root / "bert")),
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(beir_peft.data.demo_dataset_path())
+
+
+def tiny_config(tiny, **overrides) -> GPLConfig:
+    settings = {
+        "preset": "tiny", "student": "pt2-dpr", "backbone": tiny["bert"], "generator": tiny["t5"],
+        "cross_encoder": tiny["ce"], "miners": [tiny["bert"], "bm25"], "negatives_per_miner": 5,
+        "queries_per_passage": 2, "num_passages": 20, "steps": 4, "warmup_steps": 1, "batch_size": 4,
+        "max_query_length": 8, "max_seq_length": 64, "shard_size": 8, "checkpoint_every": 2, "device": "cpu",
+    }  # fmt: skip
+    return GPLConfig(**{**settings, **overrides})
+
+
+# ------------------------------------------------------------------------------- the 250K rule
+def test_sizing_follows_the_paper():
+    assert gpl_sizing(57_638) == (57_638, 5)  # FiQA: 5 queries per passage
+    assert gpl_sizing(528_155) == (83_334, 3)  # Robust04: down-sampled to 83.3K, 3 each
+    assert gpl_sizing(5_183) == (5_183, 49)  # SciFact: ceil(250K / 5183)
+    assert gpl_sizing(83_334) == (83_334, 3)  # exactly at the edge
+    assert gpl_sizing(1_000, total_queries=1_000) == (334, 3)  # a smaller budget, the same rule
+    assert gpl_sizing(100, queries_per_passage=7) == (100, 7)  # explicit values override
+    assert gpl_sizing(100, num_passages=10) == (10, 25000)
+    assert gpl_sizing(100, num_passages=1_000) == (100, 2500)  # never more passages than the corpus
+    with pytest.raises(ConfigError, match="at least one passage"):
+        gpl_sizing(0)
+
+
+def test_passage_sample_is_seeded_and_ordered():
+    ids = [f"d{i}" for i in range(100)]
+    a, b = sample_passages(ids, 10, seed=1), sample_passages(ids, 10, seed=1)
+    assert a == b and len(set(a)) == 10 and a == sorted(a, key=ids.index)
+    assert sample_passages(ids, 200) == ids
+
+
+# ------------------------------------------------------------------------------- the loss
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_margin_mse_equals_a_hand_computation(similarity):
+    torch.manual_seed(0)
+    vectors = {"query": torch.randn(3, 4), "passage": torch.randn(6, 4)}
+
+    def model(features, side):
+        return features["x"] @ torch.eye(4) if side == "query" else features["x"] * 1.0
+
+    q = {"x": vectors["query"].requires_grad_()}
+    pos, neg = {"x": vectors["passage"][:3]}, {"x": vectors["passage"][3:]}
+    margins = torch.tensor([1.0, -0.5, 2.0])
+    loss = DualEncoderMarginMSELoss(model, similarity=similarity)([q, pos, neg], margins)
+    a, p, n = q["x"].detach(), pos["x"], neg["x"]
+    if similarity == "cosine":
+        a, p, n = (torch.nn.functional.normalize(t, dim=-1) for t in (a, p, n))
+    expected = (((a * p).sum(-1) - (a * n).sum(-1) - margins) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert q["x"].grad is not None and q["x"].grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="similarity"):
+        DualEncoderMarginMSELoss(model, similarity="l2")
+
+
+# ------------------------------------------------------------------------------- stages
+def test_generation_ids_positives_and_shards(tiny, corpus):
+    generator = QueryGenerator(tiny["t5"], device="cpu", settings=GenerationSettings(max_query_length=8, batch_size=4))
+    ids = list(corpus)[:8]
+    whole = list(generate_queries(generator, corpus, ids, 2, seed=3))
+    shards = list(generate_queries(generator, corpus, ids[:4], 2, 3)) + list(
+        generate_queries(generator, corpus, ids[4:], 2, 3, first_position=4)
+    )
+    assert whole == shards  # same ids and the same draws, however the list is cut
+    assert {row["doc_id"] for row in whole} <= set(ids) and len({row["_id"] for row in whole}) == len(whole)
+    assert all(row["text"] for row in whole) and len(whole) <= 16
+
+
+def test_margins_are_cross_encoder_differences(tiny, corpus):
+    labeler = PseudoLabeler(tiny["ce"], max_length=64, device="cpu")
+    queries = {"q1": "what causes rain", "q2": "how do vaccines work"}
+    docs = list(corpus)
+    triples = [("q1", docs[0], docs[1]), ("q2", docs[2], docs[3])]
+    margins = labeler.margins(triples, queries, corpus)
+    for (q, p, n), margin in zip(triples, margins, strict=True):
+        text = lambda d: (corpus[d]["title"] + " " + corpus[d]["text"]).strip()  # noqa: E731
+        pos, neg = labeler.scores([(queries[q], text(p)), (queries[q], text(n))])
+        assert margin == pytest.approx(pos - neg, abs=1e-5)
+    # raw logits, not sigmoid probabilities
+    raw = labeler.model.model(**labeler.model.tokenizer(["x"], ["y"], return_tensors="pt")).logits.item()
+    assert labeler.scores([("x", "y")])[0] == pytest.approx(raw, abs=1e-5)
+
+
+def test_triples_cover_queries_and_skip_those_without_negatives():
+    negatives = {"a": {"m1": ["d1", "d2"], "m2": ["d3"]}, "b": {"m1": ["d4"]}, "c": {"m1": []}}
+    triples = draw_triples(["a", "b", "c"], {"a": "pa", "b": "pb", "c": "pc"}, negatives, count=7, seed=0)
+    assert len(triples) == 7 and {t[0] for t in triples} == {"a", "b"}
+    for q, p, n in triples:
+        assert p == {"a": "pa", "b": "pb"}[q] and n in {d for docs in negatives[q].values() for d in docs}
+    assert triples == draw_triples(["a", "b", "c"], {"a": "pa", "b": "pb", "c": "pc"}, negatives, 7, 0)
+    with pytest.raises(DatasetError, match="no generated query has a hard negative"):
+        draw_triples(["c"], {"c": "pc"}, negatives, 3, 0)
+
+
+# ------------------------------------------------------------------------------- the pipeline
+def test_pipeline_end_to_end_and_the_folder_evaluates(tiny, corpus, tmp_path):
+    out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny), show_progress_bar=False)
+    sample = json.loads((out / SAMPLE_FILE).read_text())
+    assert len(sample["doc_ids"]) == 20 and sample["queries_per_passage"] == 2
+    queries = [json.loads(line) for line in (out / QUERIES_FILE).read_text().splitlines()]
+    assert queries and all(q["doc_id"] in sample["doc_ids"] for q in queries)
+    negatives = [json.loads(line) for line in (out / NEGATIVES_FILE).read_text().splitlines()]
+    positives = {q["_id"]: q["doc_id"] for q in queries}
+    for row in negatives:
+        assert set(row["neg"]) == {tiny["bert"], "bm25"}
+        assert all(positives[row["qid"]] not in docs for docs in row["neg"].values())
+    lines = (out / TRAINING_FILE).read_text().splitlines()
+    assert lines[0] == "qid\tpos\tneg\tmargin" and len(lines) == 1 + 4 * 4  # steps x batch rows
+    assert not any(p.name.endswith(".parts") for p in out.iterdir())  # shards merged and removed
+    model = beir_peft.load(out)
+    assert model.method == "pt2-dpr"
+    config = json.loads((out / "config.json").read_text())
+    assert config["training"]["method"] == "gpl" and config["training"]["steps"] == 4
+    data = load_dataset("demo")
+    result = evaluate_retriever(model, data.corpus, data.queries, data.qrels, k_values=[10], show_progress_bar=False)
+    assert 0 <= result.metrics["NDCG@10"] <= 1
+
+
+def test_a_killed_run_resumes_without_repeating_finished_stages(tiny, corpus, tmp_path, monkeypatch):
+    config = tiny_config(tiny, student="lora")
+    calls = {"margins": 0}
+    original = PseudoLabeler.margins
+
+    def dies_on_second_shard(self, triples, queries, corpus):
+        calls["margins"] += 1
+        if calls["margins"] == 2:
+            raise KeyboardInterrupt  # the run is killed while labelling
+        return original(self, triples, queries, corpus)
+
+    monkeypatch.setattr(PseudoLabeler, "margins", dies_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        run_gpl(corpus, tmp_path / "run", config, show_progress_bar=False)
+    assert (tmp_path / "run" / QUERIES_FILE).is_file() and not (tmp_path / "run" / TRAINING_FILE).exists()
+    assert len(list((tmp_path / "run" / f"{TRAINING_FILE}.parts").iterdir())) == 1  # the finished shard stays
+
+    generated = (tmp_path / "run" / QUERIES_FILE).read_bytes()
+    monkeypatch.setattr(QueryGenerator, "generate", lambda *a, **k: pytest.fail("queries generated twice"))
+    monkeypatch.setattr(
+        "beir_peft.methods.gpl.pipeline.mine_negatives", lambda *a, **k: pytest.fail("negatives mined twice")
+    )
+    out = run_gpl(corpus, tmp_path / "run", config, show_progress_bar=False)
+    assert calls["margins"] == 3  # only the missing shard was labelled
+    assert (out / QUERIES_FILE).read_bytes() == generated
+    assert beir_peft.load(out).method == "lora"
+    # a finished run returns at once
+    monkeypatch.setattr(PseudoLabeler, "margins", lambda *a, **k: pytest.fail("labelled twice"))
+    assert run_gpl(corpus, tmp_path / "run", config, show_progress_bar=False) == out
+
+
+def test_changed_settings_are_refused_unless_overwritten(tiny, corpus, tmp_path):
+    config = tiny_config(tiny, steps=2)
+    run_gpl(corpus, tmp_path / "run", config, show_progress_bar=False)
+    with pytest.raises(ConfigError, match="queries_per_passage: 2 -> 3"):
+        run_gpl(corpus, tmp_path / "run", tiny_config(tiny, steps=2, queries_per_passage=3), show_progress_bar=False)
+    out = run_gpl(
+        corpus, tmp_path / "run", tiny_config(tiny, steps=2, queries_per_passage=3), overwrite=True,
+        show_progress_bar=False,
+    )  # fmt: skip
+    assert json.loads((out / SAMPLE_FILE).read_text())["queries_per_passage"] == 3
+
+
+def test_user_queries_instead_of_generation(tiny, corpus, tmp_path):
+    doc_ids = list(corpus)
+    path = tmp_path / "queries.jsonl"
+    path.write_text("".join(json.dumps({"text": f"question {i}", "doc_id": d}) + "\n" for i, d in enumerate(doc_ids[:6])))
+    out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny, generator="nowhere/none", steps=2), queries_file=path,
+                  show_progress_bar=False)  # fmt: skip
+    rows = [json.loads(line) for line in (out / QUERIES_FILE).read_text().splitlines()]
+    assert [r["text"] for r in rows] == [f"question {i}" for i in range(6)]
+    path.write_text(json.dumps({"text": "q", "doc_id": "no-such-doc"}) + "\n")
+    with pytest.raises(DatasetError, match="line 1: 'doc_id' 'no-such-doc'"):
+        run_gpl(corpus, tmp_path / "run2", tiny_config(tiny), queries_file=path, show_progress_bar=False)
+
+
+def test_bad_settings():
+    with pytest.raises(ConfigError, match="preset"):
+        GPLConfig(preset="huge")
+    with pytest.raises(ConfigError, match="students"):
+        GPLConfig(student="bitfit")
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        GPLConfig(steps=10, warmup_steps=10)
+    assert GPLConfig().steps == 140_000 and GPLConfig().warmup_steps == 1_000  # the paper's defaults
+
+
+def test_cli_adapt_gpl(tiny, tmp_path, capsys):
+    args = ["adapt", "gpl", "-d", "demo", "-o", str(tmp_path / "run"), "--preset", "tiny", "--student", "pt2-dpr",
+            "--backbone", tiny["bert"], "--generator", tiny["t5"], "--cross-encoder", tiny["ce"], "--miner", tiny["bert"],
+            "--queries-per-passage", "1", "--num-passages", "12", "--steps", "2", "--batch-size", "4",
+            "--set", "max_query_length=8", "--set", "max_seq_length=64", "--set", "warmup_steps=0",
+            "--device", "cpu", "-q"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert "evaluate with" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "run"), "-q", "--k-values", "10"]) == 0
+    assert main([*args[:-1], "--set", "nonsense=1", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nonsense" in err and "Traceback" not in err
+    assert main(["adapt", "gpl", "-d", "demo", "-o", str(tmp_path / "r2"), "--generator", str(tmp_path / "missing"),
+                 "--cross-encoder", tiny["ce"], "--miner", "bm25", "--preset", "tiny", "-q"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "query generator" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------- real MiniLM
+def test_scifact_slice_with_real_minilm(tiny, shared_datasets, tmp_path, monkeypatch):
+    """MiniLM as student (pt2-dpr) and miner on 40 SciFact passages; tiny T5 and cross-encoder."""
+    from beir_peft.encoders.backbone import DEFAULT_BACKBONE
+
+    corpus = load_corpus(shared_datasets / "scifact")
+    config = tiny_config(tiny, backbone=DEFAULT_BACKBONE, miners=[DEFAULT_BACKBONE], num_passages=40,
+                         steps=3, max_seq_length=128)  # fmt: skip
+    out = run_gpl(corpus, tmp_path / "run", config, dataset_name="scifact", show_progress_bar=False)
+    model = beir_peft.load(out)
+    assert model.config.backbone == DEFAULT_BACKBONE
+    assert math.isfinite(float(model.encode_queries(["a question"], batch_size=1)[0][0]))
+    weights = Path(out / "weights.safetensors").stat().st_size
+    assert weights < 2_000_000  # a prompt, not a backbone

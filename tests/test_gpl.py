@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import build_tiny_bert, build_tiny_cross_encoder, build_tiny_t5
 
 import beir_peft
 from beir_peft.cli import main
@@ -24,7 +25,6 @@ from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_
 from beir_peft.methods.gpl.pseudo_labels import PseudoLabeler, draw_triples
 from beir_peft.methods.gpl.query_generation import GenerationSettings, QueryGenerator, generate_queries
 from beir_peft.methods.gpl.sizing import sample_passages
-from tiny_models import build_tiny_bert, build_tiny_cross_encoder, build_tiny_t5
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 
@@ -102,7 +102,9 @@ def test_margin_mse_equals_a_hand_computation(similarity):
 
 # ------------------------------------------------------------------------------- stages
 def test_generation_ids_positives_and_shards(tiny, corpus):
-    generator = QueryGenerator(tiny["t5"], device="cpu", settings=GenerationSettings(max_query_length=8, batch_size=4))
+    generator = QueryGenerator(
+        tiny["t5"], device="cpu", settings=GenerationSettings(max_query_length=8, batch_size=4)
+    )
     ids = list(corpus)[:8]
     whole = list(generate_queries(generator, corpus, ids, 2, seed=3))
     shards = list(generate_queries(generator, corpus, ids[:4], 2, 3)) + list(
@@ -159,7 +161,9 @@ def test_pipeline_end_to_end_and_the_folder_evaluates(tiny, corpus, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["training"]["method"] == "gpl" and config["training"]["steps"] == 4
     data = load_dataset("demo")
-    result = evaluate_retriever(model, data.corpus, data.queries, data.qrels, k_values=[10], show_progress_bar=False)
+    result = evaluate_retriever(
+        model, data.corpus, data.queries, data.qrels, k_values=[10], show_progress_bar=False
+    )
     assert 0 <= result.metrics["NDCG@10"] <= 1
 
 
@@ -198,7 +202,12 @@ def test_changed_settings_are_refused_unless_overwritten(tiny, corpus, tmp_path)
     config = tiny_config(tiny, steps=2)
     run_gpl(corpus, tmp_path / "run", config, show_progress_bar=False)
     with pytest.raises(ConfigError, match="queries_per_passage: 2 -> 3"):
-        run_gpl(corpus, tmp_path / "run", tiny_config(tiny, steps=2, queries_per_passage=3), show_progress_bar=False)
+        run_gpl(
+            corpus,
+            tmp_path / "run",
+            tiny_config(tiny, steps=2, queries_per_passage=3),
+            show_progress_bar=False,
+        )
     out = run_gpl(
         corpus, tmp_path / "run", tiny_config(tiny, steps=2, queries_per_passage=3), overwrite=True,
         show_progress_bar=False,
@@ -209,7 +218,9 @@ def test_changed_settings_are_refused_unless_overwritten(tiny, corpus, tmp_path)
 def test_user_queries_instead_of_generation(tiny, corpus, tmp_path):
     doc_ids = list(corpus)
     path = tmp_path / "queries.jsonl"
-    path.write_text("".join(json.dumps({"text": f"question {i}", "doc_id": d}) + "\n" for i, d in enumerate(doc_ids[:6])))
+    path.write_text(
+        "".join(json.dumps({"text": f"question {i}", "doc_id": d}) + "\n" for i, d in enumerate(doc_ids[:6]))
+    )
     out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny, generator="nowhere/none", steps=2), queries_file=path,
                   show_progress_bar=False)  # fmt: skip
     rows = [json.loads(line) for line in (out / QUERIES_FILE).read_text().splitlines()]
@@ -261,3 +272,18 @@ def test_scifact_slice_with_real_minilm(tiny, shared_datasets, tmp_path, monkeyp
     assert math.isfinite(float(model.encode_queries(["a question"], batch_size=1)[0][0]))
     weights = Path(out / "weights.safetensors").stat().st_size
     assert weights < 2_000_000  # a prompt, not a backbone
+
+
+def test_tsdae_then_gpl(tiny, corpus, tmp_path):
+    import random
+
+    from beir_peft.methods.gpl.tsdae import delete_words
+
+    rng = random.Random(0)
+    kept = [len(delete_words(" ".join(["w"] * 100), 0.6, rng).split()) for _ in range(20)]
+    assert 30 < sum(kept) / len(kept) < 50  # about 40% of the words survive
+    assert delete_words("one", 0.99, rng) == "one"  # never empty
+    out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny, tsdae=True, tsdae_steps=2, steps=2),
+                  show_progress_bar=False)  # fmt: skip
+    assert (out / "tsdae" / "modules.json").is_file() and not (out / "tsdae.checkpoints").exists()
+    assert beir_peft.load(out).config.backbone == str((out / "tsdae").resolve())

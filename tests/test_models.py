@@ -126,6 +126,30 @@ def test_save_load_round_trip_is_exact(tiny, tmp_path, method):
     )
 
 
+@pytest.mark.parametrize("method", ["ft", "lora", "bitfit"])
+def test_separate_encoders_train_one_copy_per_side(tiny, tmp_path, method):
+    shared = build_retriever(method, tiny)
+    model = build_retriever(method, tiny, separate_encoders=True)
+    assert model.trainable_parameter_count() == 2 * shared.trainable_parameter_count()
+    np.testing.assert_allclose(  # both copies start as the backbone
+        model.encode(TEXTS, side=QUERY), model.encode(TEXTS, side=PASSAGE), rtol=1e-5, atol=1e-6
+    )
+    with torch.no_grad():
+        for name, p in model.module.named_parameters():
+            if p.requires_grad and name.startswith("passage_backbone."):
+                p.add_(torch.randn_like(p) * 0.05)
+    assert not np.allclose(model.encode(TEXTS, side=QUERY), model.encode(TEXTS, side=PASSAGE))
+    np.testing.assert_allclose(
+        model.encode(TEXTS, side=QUERY), shared.encode(TEXTS, side=QUERY), rtol=1e-5, atol=1e-6
+    )
+    model.save(tmp_path / "m")
+    loaded = beir_peft.load(tmp_path / "m")
+    for side in (QUERY, PASSAGE):
+        np.testing.assert_array_equal(loaded.encode(TEXTS, side=side), model.encode(TEXTS, side=side))
+    with pytest.raises(ConfigError, match="separate_encoders"):
+        build_retriever("pt2-dpr", tiny, separate_encoders=True)
+
+
 def test_options(tiny):
     model = PT2DPR(tiny, prefix_length=5, pooling="cls", shift_positions=True, prefix_dropout=0.0)
     assert model.prompts[QUERY].key.shape == (2, 4, 5, 8)

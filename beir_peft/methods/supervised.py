@@ -377,7 +377,10 @@ def fit(
 
     module.train()
     if not config.backbone_dropout:
-        accelerator.unwrap_model(module).backbone.eval()
+        unwrapped = accelerator.unwrap_model(module)
+        for name in ("backbone", "passage_backbone"):
+            if hasattr(unwrapped, name):
+                getattr(unwrapped, name).eval()
     while step < total_steps and epoch < config.epochs:
         started = time.perf_counter()
         batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader

@@ -97,12 +97,13 @@ class DenseRetriever:
         """Encode ``texts`` on ``side`` (``"query"`` or ``"passage"``); shape ``(len(texts), dim)``."""
         if side not in SIDES:
             raise ConfigError(f"side must be one of {SIDES}, got {side!r}")
-        dim = self.model.get_embedding_dimension()
+        pipeline = self.pipeline(side)
+        dim = pipeline.get_embedding_dimension()
         if not texts:
             empty = torch.zeros(0, dim) if convert_to_tensor else np.zeros((0, dim), dtype=np.float32)
             return empty
         with self.encoding_side(side), _inference_mode(self.trainable_module()):
-            out = self.model.encode(
+            out = pipeline.encode(
                 texts,
                 batch_size=batch_size,
                 show_progress_bar=show_progress_bar,
@@ -112,6 +113,10 @@ class DenseRetriever:
         if convert_to_tensor:
             return out.float()
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def pipeline(self, side: str) -> SentenceTransformer:
+        """The sentence-transformers pipeline that encodes ``side`` (one shared pipeline here)."""
+        return self.model
 
     def trainable_module(self) -> torch.nn.Module:
         """The module holding every parameter of the retriever (the pipeline itself here)."""
@@ -125,7 +130,7 @@ class DenseRetriever:
     def embed(self, features: dict[str, torch.Tensor], side: str) -> torch.Tensor:
         """Differentiable forward of tokenised ``features``: ``(batch, dim)`` sentence embeddings."""
         with self.encoding_side(side):
-            return self.model(features)["sentence_embedding"]
+            return self.pipeline(side)(features)["sentence_embedding"]
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenise ``texts`` with the pipeline's tokenizer and maximum length, on the model's device."""

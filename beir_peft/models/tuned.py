@@ -8,12 +8,14 @@ frozen sentence-transformers backbone; :class:`PT2DPR` is the paper's method wit
 
 Prompt methods keep separate query and passage prompts over the *same* frozen backbone (the
 authors' DPR code); weight methods (``ft``, ``bitfit``, ``lora``) tune one shared (siamese)
-encoder, as sentence-transformers models are trained.
+encoder, as sentence-transformers models are trained, or, with ``separate_encoders=True``, two
+copies of the backbone, one per side (DPR's and ART's dual encoder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -69,6 +71,8 @@ class TunedConfig(ConfigDictMixin):
     init_std: float = 1.0  # P-Tuning v2's nn.Embedding prefix starts at N(0, 1)
     init_text: str | None = None
     shift_positions: bool = False  # peft shifts; the authors' code does not
+    # --- weight methods (ft, bitfit, lora): one encoder per side instead of one shared encoder
+    separate_encoders: bool = False
     # --- LoRA
     lora_r: int = 8
     lora_alpha: int = 16
@@ -84,6 +88,11 @@ class TunedConfig(ConfigDictMixin):
             raise ConfigError(f"init must be 'text' or 'random', got {self.init!r}")
         if self.score_function not in ("dot", "cos_sim"):
             raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {self.score_function!r}")
+        if self.separate_encoders and self.method in PROMPT_METHODS:
+            raise ConfigError(
+                f"separate_encoders is for weight methods (ft, bitfit, lora); {self.method} already has "
+                "one prompt per side (share_prompts=False)"
+            )
 
 
 class TunedRetriever(TrainableStateMixin, DenseRetriever):
@@ -106,16 +115,21 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
         self.prompts = nn.ModuleDict()
         self._host: DeepPromptHost | InputPromptHost | None = None
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        getattr(self, f"_build_{config.method.replace('-', '_')}")()
+        # the passage side's own copy of the backbone, made before anything is attached to it
+        self.passage_model = copy.deepcopy(model) if config.separate_encoders else None
+        for pipeline in (model, self.passage_model):
+            if pipeline is None:
+                continue
+            for parameter in pipeline.parameters():
+                parameter.requires_grad_(False)
+            getattr(self, f"_build_{config.method.replace('-', '_')}")(pipeline)
         self.module = _RetrieverModule(self)
 
     # ------------------------------------------------------------------ construction per method
     def _prompt_sides(self) -> tuple[str, ...]:
         return (SHARED,) if self.config.share_prompts else SIDES
 
-    def _build_pt2_dpr(self) -> None:
+    def _build_pt2_dpr(self, _pipeline) -> None:
         cfg = self.config
         self._host = DeepPromptHost(hf_model(self.model), shift_positions=cfg.shift_positions)
         init_kv = None
@@ -136,21 +150,21 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
                 prompt.init_from_activations(*init_kv)
             self.prompts[side] = prompt.to(self.device)
 
-    def _build_prompt(self) -> None:
+    def _build_prompt(self, _pipeline) -> None:
         self._host = InputPromptHost(self.model[0], hf_model(self.model))
         for side in self._prompt_sides():
             self.prompts[side] = self._host.new_prompt(self.config.prefix_length).to(self.device)
 
-    def _build_bitfit(self) -> None:
-        for name, parameter in _used_parameters(hf_model(self.model)):
+    def _build_bitfit(self, pipeline) -> None:
+        for name, parameter in _used_parameters(hf_model(pipeline)):
             if name.endswith(".bias"):
                 parameter.requires_grad_(True)
 
-    def _build_ft(self) -> None:
-        for _, parameter in _used_parameters(hf_model(self.model)):
+    def _build_ft(self, pipeline) -> None:
+        for _, parameter in _used_parameters(hf_model(pipeline)):
             parameter.requires_grad_(True)
 
-    def _build_lora(self) -> None:
+    def _build_lora(self, pipeline) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
         cfg = self.config
@@ -161,13 +175,17 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             target_modules=list(cfg.lora_targets),
         )
         try:
-            inject_adapter_in_model(lora, hf_model(self.model))
+            inject_adapter_in_model(lora, hf_model(pipeline))
         except ValueError as exc:
             raise ConfigError(f"LoRA targets {cfg.lora_targets} do not match the backbone: {exc}") from exc
-        for name, parameter in hf_model(self.model).named_parameters():
+        for name, parameter in hf_model(pipeline).named_parameters():
             parameter.requires_grad_("lora_" in name)
 
     # ------------------------------------------------------------------ encoding
+    def pipeline(self, side: str):
+        """The passage side's own backbone with ``separate_encoders``, else the shared one."""
+        return self.passage_model if side == PASSAGE and self.passage_model is not None else self.model
+
     @contextlib.contextmanager
     def encoding_side(self, side: str) -> Iterator[None]:
         if self._host is None:
@@ -199,6 +217,8 @@ class _RetrieverModule(nn.Module):
     def __init__(self, retriever: TunedRetriever):
         super().__init__()
         self.backbone = retriever.model
+        if retriever.passage_model is not None:
+            self.passage_backbone = retriever.passage_model
         self.prompts = retriever.prompts
         self._retriever = [retriever]  # a list, so nn.Module does not register a cycle
 

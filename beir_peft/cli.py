@@ -693,7 +693,7 @@ def compare(
 # ------------------------------------------------------------------------------------- adapt
 @cli.group()
 def adapt():
-    """Unsupervised domain adaptation to a target corpus (GPL)."""
+    """Retrievers without relevance labels: GPL (a target corpus) and ART (questions only)."""
 
 
 @adapt.command("gpl")
@@ -806,6 +806,107 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
         corpus, output, config, queries_file=queries_file, dataset_name=folder.name, overwrite=overwrite,
         show_progress_bar=not quiet, echo=lambda m: click.echo(m, err=True),
     )  # fmt: skip
+    click.echo(
+        f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}", err=True
+    )
+
+
+@adapt.command("art")
+@click.option("--dataset", "-d", required=True, help="BEIR dataset name or folder: its corpus is searched.")
+@click.option(
+    "--questions",
+    required=True,
+    help="A queries.jsonl file (_id, text per line), or a split of --dataset whose questions are used (its qrels are not).",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder: checkpoints, then the trained retriever.",
+)
+@click.option(
+    "--student",
+    type=click.Choice(["ft", "pt2-dpr", "lora"]),
+    default="ft",
+    show_default=True,
+    help="Two fully trained encoders (the paper), one deep prompt per side, or one LoRA per side.",
+)
+@click.option(
+    "--backbone", default=None, help="Student backbone [default: all-MiniLM-L6-v2; the paper: BERT-base]."
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["cls", "mean"]),
+    default=None,
+    help="[default: the backbone's own; the paper: cls].",
+)
+@click.option("--teacher", default=None, help="Frozen seq2seq teacher [default: bigscience/T0_3B].")
+@click.option(
+    "--top-k", default=32, show_default=True, type=click.IntRange(min=2), help="Passages per question."
+)
+@click.option(
+    "--refresh-every",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Steps between rebuilds of the passage embeddings.",
+)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate [default: 2e-5 for ft, 1e-3 pt2-dpr, 5e-4 lora].",
+)
+@click.option("--teacher-batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--device", default=None, help="torch device (default: the best available).")
+@click.option("--overwrite", is_flag=True, help="Start afresh even if --output holds a run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, top_k, refresh_every, epochs,
+              max_steps, batch_size, learning_rate, teacher_batch_size, checkpoint_every, seed, device, overwrite,
+              quiet):  # fmt: skip
+    """ART (Sachan et al. 2023): train a dual encoder from unpaired questions, a frozen LM scoring question reconstruction as teacher.
+
+    Resumable: rerun the same command to continue from the newest checkpoint.
+    """
+    from .data import load_corpus, load_dataset, load_queries, resolve_dataset
+    from .encoders.backbone import DEFAULT_BACKBONE
+    from .methods.art import ARTConfig, train_art
+    from .methods.supervised import check_output_folder, clear_run
+
+    config = ARTConfig(
+        student=student, backbone=backbone or DEFAULT_BACKBONE, pooling=pooling, teacher=teacher or ARTConfig.teacher,
+        top_k=top_k, refresh_every=refresh_every, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+        learning_rate=learning_rate, teacher_batch_size=teacher_batch_size, checkpoint_every=checkpoint_every,
+        seed=seed, device=device,
+    )  # fmt: skip
+    check_output_folder(output, resume=not overwrite, overwrite=overwrite)
+    if overwrite:
+        clear_run(output)
+    if quiet:
+        _quiet_libraries()
+    folder = resolve_dataset(dataset)
+    if Path(questions).is_file():
+        corpus, question_texts = load_corpus(folder), load_queries(questions)
+        source = questions
+    else:
+        data = load_dataset(folder, split=questions)
+        corpus, question_texts, source = (
+            data.corpus,
+            data.queries,
+            f"{folder.name}/{questions} (qrels unused)",
+        )
+    click.echo(
+        f"ART: {len(question_texts)} questions from {source}, {len(corpus)} passages -> {output}", err=True
+    )
+    result = train_art(
+        question_texts, corpus, output, config, dataset_name=folder.name, show_progress_bar=not quiet
+    )
     click.echo(
         f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}", err=True
     )

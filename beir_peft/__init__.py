@@ -1,16 +1,19 @@
 """beir_peft: parameter-efficient and domain-adapted dense retrievers for BEIR.
 
 ``from beir_peft import PT2DPR`` gives a BEIR dense model, ``PT2ColBERT`` a late-interaction one
-(searched with ``beir_peft.search.maxsim.MaxSimSearch``); ``beir_peft.load(folder)`` reloads any
-saved retriever; ``beir-peft evaluate`` / ``beir-peft train`` are the command line.
+(searched with ``beir_peft.search.maxsim.MaxSimSearch``), ``DDR`` a relevance module on a domain
+module; ``beir_peft.load(folder)`` reloads any saved retriever. GPL and ART live in
+``beir_peft.methods.gpl`` / ``beir_peft.methods.art``. ``beir-peft`` is the command line (evaluate,
+train, adapt gpl|art, ddr dam|rem|assemble, analyze, compare).
 """
 
 __version__ = "0.1.0"
 
 from .artifacts import load  # noqa: E402
-from .models import PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever  # noqa: E402
+from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever  # noqa: E402
 
 __all__ = [
+    "DDR",
     "PT2ColBERT",
     "PT2DPR",
     "DenseRetriever",

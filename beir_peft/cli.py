@@ -912,6 +912,141 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
     )
 
 
+# ------------------------------------------------------------------------------------- ddr
+@cli.group()
+def ddr():
+    """DDR (Zhan et al. 2022): domain modules by MLM, one relevance module, assembled per domain."""
+
+
+@ddr.command("dam")
+@click.option(
+    "--corpus", "-d", required=True, help="BEIR dataset name or folder whose corpus.jsonl is the MLM text."
+)
+@click.option(
+    "--init",
+    "init",
+    default=None,
+    help="Backbone or DAM folder to start from [default: all-MiniLM-L6-v2]; a target DAM starts from the source DAM.",
+)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--steps", default=20_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lr", "learning_rate", default=2e-5, show_default=True, type=click.FloatRange(min=0, min_open=True)
+)
+@click.option("--max-seq-length", type=click.IntRange(min=8), help="[default: the backbone's own]")
+@click.option("--checkpoint-every", default=1_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--device", default=None)
+@click.option("--quiet", "-q", is_flag=True)
+def ddr_dam(
+    corpus,
+    init,
+    output,
+    steps,
+    batch_size,
+    learning_rate,
+    max_seq_length,
+    checkpoint_every,
+    seed,
+    device,
+    quiet,
+):
+    """Train a domain adaption module: the whole backbone by masked language modelling on a corpus."""
+    from .data import load_corpus, resolve_dataset
+    from .encoders.backbone import DEFAULT_BACKBONE
+    from .methods.ddr import DAMConfig, train_dam
+    from .models.base import passage_text
+
+    config = DAMConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, max_seq_length=max_seq_length,
+                       checkpoint_every=checkpoint_every, seed=seed, device=device)  # fmt: skip
+    if quiet:
+        _quiet_libraries()
+    folder = resolve_dataset(corpus)
+    texts = [passage_text(doc) for doc in load_corpus(folder).values()]
+    init = init or DEFAULT_BACKBONE
+    click.echo(f"DAM: MLM on {folder.name} ({len(texts)} passages) from {init} -> {output}", err=True)
+    train_dam(init, texts, output, config, corpus_name=folder.name, show_progress_bar=not quiet)
+    click.echo(f"saved {output}", err=True)
+
+
+@ddr.command("rem")
+@click.option("--dataset", "-d", required=True, help="Source dataset with relevance judgements.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--dam", required=True, help="The source DAM (frozen while the REM trains).")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), help="[default: 2e-5, the paper]"
+)
+@click.option(
+    "--hard-negatives", default=1, show_default=True, type=click.IntRange(min=0), help="Mined by the DAM."
+)
+@click.option(
+    "--margins",
+    "margins_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Train by MarginMSE on these teacher margins (qid, pos, neg, margin TSV) instead.",
+)
+@click.option("--no-lora", is_flag=True, help="REM without LoRA (the paper's Table 5: adapter only).")
+@click.option("--no-adapter", is_flag=True, help="REM without the parallel adapter (Table 5: LoRA only).")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Other REM options, e.g. --set rem_lora_r=64.",
+)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--resume", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True)
+def ddr_rem(dataset, split, dam, output, epochs, batch_size, learning_rate, hard_negatives, margins_file, no_lora,
+            no_adapter, settings, seed, resume, overwrite, quiet):  # fmt: skip
+    """Train the relevance module (LoRA + parallel adapters) on a frozen source DAM; contrastive with hard negatives."""
+    from .data import load_dataset
+    from .methods.ddr import train_rem
+    from .methods.supervised import TrainingConfig
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    options = {**_options(settings), "rem_lora": not no_lora, "rem_adapter": not no_adapter}
+    config = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                            hard_negatives=0 if margins_file else hard_negatives, seed=seed)  # fmt: skip
+    if quiet:
+        _quiet_libraries()
+    data = load_dataset(dataset, split=split)
+    click.echo(f"REM on {dam}: {data.describe()}", err=True)
+    folder = train_rem(dam, data, output, config, margins_file=margins_file, resume=resume, overwrite=overwrite,
+                       show_progress_bar=not quiet, **options)  # fmt: skip
+    click.echo(
+        f"saved {folder}; put it on a target DAM with: beir-peft ddr assemble --dam DAM --rem {folder} -o DIR",
+        err=True,
+    )
+
+
+@ddr.command("assemble")
+@click.option(
+    "--dam", required=True, help="The target domain's DAM (or any backbone of the REM's architecture)."
+)
+@click.option(
+    "--rem",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A REM folder from `ddr rem`.",
+)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+def ddr_assemble(dam, rem, output):
+    """Put a trained REM on a target DAM: a retriever folder that `beir-peft evaluate` accepts (LoRA merged when loaded)."""
+    from .methods.ddr import assemble
+
+    folder = assemble(dam, rem, output)
+    click.echo(
+        f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset TARGET", err=True
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI, turning user errors into one line and exit status 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -56,6 +56,8 @@ DEFAULT_LEARNING_RATES = {
     "prompt": 1e-2,
     "bitfit": 1e-3,
     "lora": 5e-4,
+    # DDR's REM (seed 004, section 4): 2e-5, the paper's rate for BERT-base
+    "ddr": 2e-5,
     "ft": 2e-5,
 }
 NEGATIVES_FILE = "hard_negatives.json"

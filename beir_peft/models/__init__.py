@@ -9,6 +9,7 @@ from typing import Any
 from ..artifacts import FOLDER_METADATA, WEIGHTS_NAME, read_weights, register_loader
 from .base import PASSAGE, QUERY, DenseRetriever, passage_text
 from .colbert import COLBERT_METHODS, ColBERTConfig, PT2ColBERT
+from .ddr import DDR
 from .tuned import METHODS, PT2DPR, TunedConfig, TunedRetriever, build_retriever
 
 
@@ -18,9 +19,14 @@ def _load_tuned(path: Path, config: dict[str, Any]) -> TunedRetriever:
     tuned = TunedConfig.from_dict(fields, where=str(path / "config.json"))
     # The saved weights replace the prefix, so skip computing a text initialisation for it.
     skeleton = dataclasses.replace(tuned, init="random")
-    retriever = PT2DPR(config=skeleton) if tuned.method == "pt2-dpr" else TunedRetriever(skeleton)
+    classes = {"pt2-dpr": PT2DPR, "ddr": DDR}
+    retriever = (
+        classes[tuned.method](config=skeleton) if tuned.method in classes else TunedRetriever(skeleton)
+    )
     retriever.config = tuned
     retriever.load_trainable_state_dict(read_weights(path), where=str(path / WEIGHTS_NAME))
+    if tuned.merge_lora:
+        retriever.merge_lora()
     return retriever
 
 
@@ -37,6 +43,7 @@ def _load_colbert(path: Path, config: dict[str, Any]) -> PT2ColBERT:
 
 __all__ = [
     "COLBERT_METHODS",
+    "DDR",
     "ColBERTConfig",
     "PT2ColBERT",
     "METHODS",

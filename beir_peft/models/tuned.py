@@ -42,7 +42,7 @@ from .trainable import ConfigDictMixin, TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft")
+METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "ddr")
 PROMPT_METHODS = ("pt2-dpr", "prompt")
 SHARED = "shared"
 
@@ -78,6 +78,14 @@ class TunedConfig(ConfigDictMixin):
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    # --- DDR's relevance module (ddr; Zhan et al. 2022, seed 004): LoRA and/or parallel adapters
+    rem_lora: bool = True
+    rem_lora_r: int = 192  # the authors' code
+    rem_lora_alpha: int = 192
+    rem_adapter: bool = True
+    adapter_bottleneck: int = 192  # the authors' code
+    adapter_scaling: float = 1.0
+    merge_lora: bool = False  # fold LoRA into the backbone's weights (inference only; set by assemble)
     # --- identity of the backbone the weights belong to (filled in when built)
     backbone_fingerprint: str | None = None
 
@@ -88,6 +96,10 @@ class TunedConfig(ConfigDictMixin):
             raise ConfigError(f"init must be 'text' or 'random', got {self.init!r}")
         if self.score_function not in ("dot", "cos_sim"):
             raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {self.score_function!r}")
+        if self.method == "ddr" and not (self.rem_lora or self.rem_adapter):
+            raise ConfigError(
+                "a DDR relevance module needs LoRA (rem_lora) and/or a parallel adapter (rem_adapter)"
+            )
         if self.separate_encoders and self.method in PROMPT_METHODS:
             raise ConfigError(
                 f"separate_encoders is for weight methods (ft, bitfit, lora); {self.method} already has "
@@ -180,6 +192,46 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             raise ConfigError(f"LoRA targets {cfg.lora_targets} do not match the backbone: {exc}") from exc
         for name, parameter in hf_model(pipeline).named_parameters():
             parameter.requires_grad_("lora_" in name)
+
+    def _build_ddr(self, pipeline) -> None:
+        """DDR's REM (seed 004, section 3.2): LoRA on attention query/value and a parallel adapter
+        beside every feed-forward block, over a frozen backbone (a DAM)."""
+        from ..encoders.parallel_adapter import add_parallel_adapters
+
+        cfg = self.config
+        model = hf_model(pipeline)
+        if cfg.rem_lora:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            lora = LoraConfig(r=cfg.rem_lora_r, lora_alpha=cfg.rem_lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=list(cfg.lora_targets))  # fmt: skip
+            try:
+                inject_adapter_in_model(lora, model)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"LoRA targets {cfg.lora_targets} do not match the backbone: {exc}"
+                ) from exc
+        if cfg.rem_adapter:
+            add_parallel_adapters(model, cfg.adapter_bottleneck, cfg.adapter_scaling)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_("lora_" in name or "parallel_adapter." in name)
+
+    def merge_lora(self) -> None:
+        """Fold every LoRA update into its base weight and drop the LoRA layers (zero inference overhead).
+
+        Afterwards the LoRA tensors are no longer trainable parameters; only merge a model that is
+        done training (``beir-peft ddr assemble`` sets ``merge_lora`` so the loader does this).
+        """
+        from peft.tuners.lora import LoraLayer
+
+        for pipeline in (self.model, self.passage_model):
+            if pipeline is None:
+                continue
+            for parent in list(hf_model(pipeline).modules()):
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, LoraLayer):
+                        child.merge()
+                        setattr(parent, name, child.get_base_layer())
 
     # ------------------------------------------------------------------ encoding
     def pipeline(self, side: str):

@@ -1,0 +1,240 @@
+"""DDR: the parallel adapter, which parameters each stage trains, MLM masking statistics, merged LoRA,
+strict stage folders, the CLI stages end to end, and bad input.
+
+Tiny random BERTs built here stand in for the backbone; the real experiment is in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import build_tiny_bert
+
+import beir_peft
+from beir_peft import DDR
+from beir_peft.cli import main
+from beir_peft.data import load_corpus, load_dataset
+from beir_peft.encoders.backbone import hf_model, load_backbone
+from beir_peft.encoders.parallel_adapter import ParallelAdapter, add_parallel_adapters
+from beir_peft.errors import ArtifactError, ConfigError
+from beir_peft.methods.ddr import DAMConfig, assemble, masking_collator, read_dam, train_dam, train_rem
+from beir_peft.methods.supervised import TrainingConfig
+from beir_peft.models.base import PASSAGE, QUERY, passage_text
+
+pytestmark = pytest.mark.usefixtures("no_network_data")
+TEXTS = ["a cat sat on the mat", "vaccines train the immune system", "the stock market fell"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddr_models")
+    return {"bert": str(build_tiny_bert(root / "a")), "other": str(build_tiny_bert(root / "b", seed=1))}
+
+
+@pytest.fixture(scope="module")
+def demo_texts():
+    return [passage_text(d) for d in load_corpus(beir_peft.data.demo_dataset_path()).values()]
+
+
+@pytest.fixture(scope="module")
+def source_dam(tiny, demo_texts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dams") / "source"
+    return train_dam(tiny["bert"], demo_texts, out, DAMConfig(steps=3, batch_size=8, learning_rate=1e-3), "demo",
+                     show_progress_bar=False)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- the modules
+def test_parallel_adapter_starts_as_identity_and_is_added_beside_every_ffn(tiny):
+    model = load_backbone(tiny["bert"])
+    before = model.encode(TEXTS, convert_to_tensor=True)
+    adapters = add_parallel_adapters(hf_model(model), bottleneck=6)
+    assert len(adapters) == 2  # one per layer
+    assert torch.allclose(model.encode(TEXTS, convert_to_tensor=True), before, atol=1e-6)
+    adapter = ParallelAdapter(4, bottleneck=3, scaling=2.0)
+    with torch.no_grad():
+        adapter.up.weight.fill_(0.5)
+    x = torch.randn(2, 4)
+    expected = 2.0 * (
+        torch.relu(x @ adapter.down.weight.T + adapter.down.bias) @ adapter.up.weight.T + adapter.up.bias
+    )
+    assert torch.allclose(adapter(x), expected)
+    with pytest.raises(ConfigError, match="no BERT-style"):
+        add_parallel_adapters(torch.nn.Linear(3, 3))
+
+
+def test_rem_stage_trains_only_the_rem(tiny):
+    rem = DDR(tiny["bert"])
+    trained = {n for n, p in rem.module.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n or "parallel_adapter." in n for n in trained)
+    assert any("lora_" in n for n in trained) and any("parallel_adapter." in n for n in trained)
+    lora_only = DDR(tiny["bert"], rem_adapter=False)
+    assert all("lora_" in n for n, p in lora_only.module.named_parameters() if p.requires_grad)
+    adapter_only = DDR(tiny["bert"], rem_lora=False)
+    assert all("parallel_adapter." in n for n, p in adapter_only.module.named_parameters() if p.requires_grad)
+    # the authors' sizes: r = 192 on query/value, bottleneck 192 (tiny BERT: 2 layers, width 32)
+    assert rem.trainable_parameter_count() == 2 * (
+        2 * (32 * 192 + 192 * 32) + (32 * 192 + 192 + 192 * 32 + 32)
+    )
+    with pytest.raises(ConfigError, match="needs LoRA"):
+        DDR(tiny["bert"], rem_lora=False, rem_adapter=False)
+
+
+def test_merged_lora_gives_the_same_embeddings(tiny):
+    torch.manual_seed(0)
+    rem = DDR(tiny["bert"])
+    with torch.no_grad():
+        for p in rem.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    before = {side: rem.encode(TEXTS, side=side) for side in (QUERY, PASSAGE)}
+    rem.merge_lora()
+    assert not any("lora_" in n for n, _ in rem.module.named_parameters())  # plain Linear layers again
+    for side in (QUERY, PASSAGE):
+        np.testing.assert_allclose(rem.encode(TEXTS, side=side), before[side], atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- the DAM
+def test_masking_statistics(tiny):
+    tokenizer = load_backbone(tiny["bert"]).tokenizer
+    ids = tokenizer(["word " * 500] * 40, truncation=True, max_length=512)["input_ids"]
+    torch.manual_seed(0)
+    batch = masking_collator(tokenizer, 0.15)([{"input_ids": row} for row in ids])
+    original = torch.tensor(ids)
+    selected = batch["labels"] != -100
+    special = (original == tokenizer.cls_token_id) | (original == tokenizer.sep_token_id)
+    assert not (selected & special).any()  # [CLS]/[SEP] are never masked
+    assert selected.float().mean().item() == pytest.approx(0.15, abs=0.01)
+    chosen = batch["input_ids"][selected]
+    masked = (chosen == tokenizer.mask_token_id).float().mean().item()
+    kept = (chosen == original[selected]).float().mean().item()
+    assert masked == pytest.approx(0.8, abs=0.02)
+    assert kept == pytest.approx(0.1, abs=0.02)
+    assert 1 - masked - kept == pytest.approx(0.1, abs=0.02)  # random tokens
+
+
+def test_dam_trains_the_whole_backbone_and_reloads(tiny, source_dam, demo_texts):
+    meta = read_dam(source_dam)
+    assert meta["steps_done"] == 3 and meta["corpus"] == "demo"
+    before, after = load_backbone(tiny["bert"]), load_backbone(str(source_dam))
+    changed = [n for (n, a), (_, b) in zip(hf_model(before).named_parameters(), hf_model(after).named_parameters(),
+               strict=True) if not torch.equal(a, b)]  # fmt: skip
+    trained = [n for n, _ in hf_model(before).named_parameters() if not n.startswith("pooler.")]
+    assert set(changed) == set(trained)  # every encoder weight moved (the unused pooler did not)
+    assert (source_dam / "mlm_head.safetensors").is_file()
+    # a target DAM starts from the source DAM, with its head
+    target = train_dam(str(source_dam), demo_texts[:20], source_dam.parent / "target",
+                       DAMConfig(steps=2, batch_size=4, learning_rate=1e-3), "demo-part", show_progress_bar=False)  # fmt: skip
+    assert read_dam(target)["init"] == str(source_dam)
+    with pytest.raises(ArtifactError, match="not a DAM"):
+        read_dam(tiny["bert"])
+
+
+def test_dam_resumes_from_its_checkpoint(tiny, demo_texts, tmp_path, monkeypatch):
+    config = DAMConfig(steps=4, batch_size=4, learning_rate=1e-3, checkpoint_every=2)
+    whole = train_dam(tiny["bert"], demo_texts, tmp_path / "whole", config, show_progress_bar=False)
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def dies_at_third(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dies_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_dam(tiny["bert"], demo_texts, tmp_path / "cut", config, show_progress_bar=False)
+    monkeypatch.setattr(torch.optim.AdamW, "step", original)
+    assert (tmp_path / "cut.run" / "checkpoints").is_dir() and not (tmp_path / "cut").exists()
+    cut = train_dam(tiny["bert"], demo_texts, tmp_path / "cut", config, show_progress_bar=False)
+    a, b = hf_model(load_backbone(str(whole))), hf_model(load_backbone(str(cut)))
+    for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        assert torch.equal(x, y), name
+
+
+# ------------------------------------------------------------------------------- REM and assembly
+def test_rem_assemble_evaluate(tiny, source_dam, demo_texts, tmp_path):
+    data = load_dataset("demo", split="train")
+    rem = train_rem(str(source_dam), data, tmp_path / "rem", TrainingConfig(epochs=1, batch_size=4, hard_negatives=1,
+                    learning_rate=1e-3, checkpoint_every=0), show_progress_bar=False)  # fmt: skip
+    loaded_rem = beir_peft.load(rem)  # REM on the source DAM, no target DAM
+    assert isinstance(loaded_rem, DDR) and loaded_rem.config.pooling == "mean"
+    target = train_dam(str(source_dam), demo_texts, tmp_path / "target", DAMConfig(steps=2, batch_size=4),
+                       show_progress_bar=False)  # fmt: skip
+    out = assemble(target, rem, tmp_path / "ddr")
+    served = beir_peft.load(out)
+    assert served.config.merge_lora and served.config.backbone == str(target)
+    assert not any("lora_" in n for n, _ in served.module.named_parameters())  # merged: no LoRA at inference
+    unmerged = DDR(target, rem=rem, merge=False)
+    for side in (QUERY, PASSAGE):
+        np.testing.assert_allclose(
+            served.encode(TEXTS, side=side), unmerged.encode(TEXTS, side=side), atol=1e-5
+        )
+    # the REM's bytes are stored once per domain folder: the same tensors as the REM folder
+    assert (out / "weights.safetensors").stat().st_size == (rem / "weights.safetensors").stat().st_size
+    data_test = load_dataset("demo")
+    from beir_peft.evaluation import evaluate_retriever
+
+    result = evaluate_retriever(served, data_test.corpus, data_test.queries, data_test.qrels, k_values=[10],
+                                show_progress_bar=False)  # fmt: skip
+    assert 0 <= result.metrics["NDCG@10"] <= 1
+    # a REM does not fit another architecture; a non-REM folder is refused
+    wide = build_tiny_bert(tmp_path / "wide")  # same geometry: fits
+    assemble(wide, rem, tmp_path / "ok")
+    other_rem = tmp_path / "pt2"
+    beir_peft.PT2DPR(tiny["bert"], prefix_length=2).save(other_rem)
+    with pytest.raises(ArtifactError, match="not a DDR relevance module"):
+        assemble(target, other_rem, tmp_path / "bad")
+
+
+def test_rem_on_a_different_architecture_is_refused(tiny, source_dam, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from tiny_models import minilm_path
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    rem = tmp_path / "rem"
+    DDR(str(source_dam)).save(rem)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=128)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "hf48")
+    tokenizer.save_pretrained(tmp_path / "hf48")
+    SentenceTransformer(modules=[Transformer(str(tmp_path / "hf48")), Pooling(48)]).save(
+        str(tmp_path / "st48")
+    )
+    with pytest.raises(ArtifactError, match="has shape"):
+        assemble(tmp_path / "st48", rem, tmp_path / "bad")
+
+
+def test_cli_stages(tiny, tmp_path, capsys):
+    dam = [
+        "ddr",
+        "dam",
+        "--corpus",
+        "demo",
+        "--init",
+        tiny["bert"],
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "-q",
+    ]
+    assert main([*dam, "-o", str(tmp_path / "src")]) == 0, capsys.readouterr().err
+    assert main(["ddr", "rem", "-d", "demo", "--dam", str(tmp_path / "src"), "-o", str(tmp_path / "rem"),
+                 "--epochs", "1", "--batch-size", "4", "--no-adapter", "-q"]) == 0, capsys.readouterr().err  # fmt: skip
+    assert json.loads((tmp_path / "rem" / "config.json").read_text())["rem_adapter"] is False
+    assert main([*dam[:5], str(tmp_path / "src"), *dam[6:], "-o", str(tmp_path / "tgt")]) == 0
+    assert main(["ddr", "assemble", "--dam", str(tmp_path / "tgt"), "--rem", str(tmp_path / "rem"),
+                 "-o", str(tmp_path / "ddr")]) == 0  # fmt: skip
+    assert main(["evaluate", "--model", str(tmp_path / "ddr"), "-q", "--k-values", "10"]) == 0
+    capsys.readouterr()
+    assert main(["ddr", "assemble", "--dam", str(tmp_path / "tgt"), "--rem", str(tmp_path / "nope"), "-o",
+                 str(tmp_path / "x")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+    assert main(["ddr", "dam", "--corpus", "no-such-dataset", "-o", str(tmp_path / "y"), "-q"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

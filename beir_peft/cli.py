@@ -639,11 +639,29 @@ def _model_specs(_ctx, _param, values: tuple[str, ...]) -> dict[str, str]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Report files and the cached runs (runs/<model>/<dataset>.<split>.trec).",
 )
+@click.option(
+    "--adopt",
+    "adopted",
+    multiple=True,
+    metavar="MODEL:DATASET=RUN.trec",
+    help="Use this existing run (e.g. from `evaluate --run-file`) for MODEL on DATASET instead of recomputing it.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the bar chart (no matplotlib needed).")
 @click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def compare(
-    config_file, models, datasets, split, baseline, search, batch_size, output_dir, no_plot, device, quiet
+    config_file,
+    models,
+    datasets,
+    split,
+    baseline,
+    search,
+    batch_size,
+    output_dir,
+    adopted,
+    no_plot,
+    device,
+    quiet,
 ):
     """Evaluate several models on several datasets head to head; write a Markdown/CSV/JSON report and a chart.
 
@@ -682,9 +700,17 @@ def compare(
     config = CompareConfig(**settings)
     if quiet:
         _quiet_libraries()
+    adopt = {}
+    for value in adopted:
+        pair, sep, file = value.partition("=")
+        model_name, colon, dataset_name = pair.partition(":")
+        if not (sep and colon and model_name and dataset_name and file):
+            raise click.BadParameter(f"expected MODEL:DATASET=RUN.trec, got {value!r}", param_hint="--adopt")
+        adopt[(model_name, dataset_name)] = file
     comparison = run_comparison(
-        config, output_dir, device=device, show_progress_bar=not quiet, echo=lambda m: click.echo(m, err=True)
-    )
+        config, output_dir, device=device, show_progress_bar=not quiet, echo=lambda m: click.echo(m, err=True),
+        adopt=adopt,
+    )  # fmt: skip
     click.echo(format_markdown(comparison))
     for path in write_report(comparison, output_dir, plot=not no_plot):
         click.echo(f"wrote {path}", err=True)

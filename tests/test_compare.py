@@ -142,3 +142,33 @@ def test_cli_compare(tmp_path, capsys):
     status = main(["compare", str(config), "-m", "bm25=bm25", "-o", str(tmp_path / "r"), "-q"])
     _, err = capsys.readouterr()
     assert status == 2 and "already a model" in err
+
+
+def test_adopting_an_existing_run(tmp_path, capsys):
+    from beir_peft.evaluation import write_run_file
+
+    run = tmp_path / "bm25.trec"
+    assert main(["evaluate", "--model", "bm25", "-q", "--run-file", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "r"
+    status = main(["compare", "-m", "bm25=bm25", "-m", "minilm=sentence-transformers/all-MiniLM-L6-v2", "-d", "demo",
+                   "--adopt", f"bm25:demo={run}", "-o", str(out), "-q", "--no-plot"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "bm25 on demo: adopted" in err and "minilm on demo: evaluating" in err
+    note = json.loads((out / "runs" / "bm25" / "demo.test.json").read_text())
+    assert note["adopted_from"] == str(run.resolve())
+    # a rerun uses the cache for both
+    assert main(["compare", "-m", "bm25=bm25", "-m", "minilm=sentence-transformers/all-MiniLM-L6-v2", "-d", "demo",
+                 "-o", str(out), "-q", "--no-plot"]) == 0  # fmt: skip
+    assert capsys.readouterr().err.count("cached run") == 2
+    bad = tmp_path / "bad.trec"
+    write_run_file({"q1": {"d1": 1.0}}, bad)
+    bad.write_text("not a run line\n")
+    assert main(["compare", "-m", "bm25=bm25", "-d", "demo", "--adopt", f"bm25:demo={bad}", "-o",
+                 str(tmp_path / "r2"), "-q"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "bad.trec line 1" in err and "Traceback" not in err
+    assert main(["compare", "-m", "bm25=bm25", "-d", "demo", "--adopt", f"x:demo={run}", "-o", str(tmp_path / "r3"),
+                 "-q"]) == 2  # fmt: skip
+    assert "cannot adopt" in capsys.readouterr().err

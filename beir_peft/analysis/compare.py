@@ -250,8 +250,20 @@ def run_comparison(
     device: str | None = None,
     show_progress_bar: bool = True,
     echo: Callable[[str], None] = lambda message: logger.info(message),
+    adopt: Mapping[tuple[str, str], str | os.PathLike] | None = None,
 ) -> Comparison:
-    """Evaluate every model on every dataset (re-using valid cached runs), then test against the baseline."""
+    """Evaluate every model on every dataset (re-using valid cached runs), then test against the baseline.
+
+    ``adopt`` maps ``(model name, dataset)`` to an existing TREC run of that model on that dataset
+    (e.g. from ``beir-peft evaluate --run-file`` with the same search and depth): it is copied into
+    the cache instead of being recomputed, and the note records where it came from.
+    """
+    adopt = dict(adopt or {})
+    unknown = [pair for pair in adopt if pair[0] not in config.models or pair[1] not in config.datasets]
+    if unknown:
+        raise ConfigError(
+            f"compare: cannot adopt a run for {unknown[0][0]!r} on {unknown[0][1]!r}: not a model and dataset of the comparison"
+        )
     from ..data import load_dataset
     from ..evaluation import evaluate_retriever, write_run_file
     from ..models.loading import load_model
@@ -270,19 +282,15 @@ def run_comparison(
             folder = output / RUNS_DIR / model_name
             run_path = folder / f"{_file_part(data.name)}.{config.split}.trec"
             note_path = run_path.with_suffix(".json")
-            key = {
-                "format": CACHE_FORMAT,
-                "model": identities[model_name],
-                "dataset": {
-                    "name": data.name,
-                    "path": str(data.path),
-                    "split": config.split,
-                    "docs": len(data.corpus),
-                    "queries": len(data.queries),
-                },  # fmt: skip
-                "search": config.search,
-                "top_k": max(config.k_values),
-            }
+            key = _cache_key(identities[model_name], data, config)
+            if (model_name, dataset_name) in adopt and not _cache_valid(note_path, run_path, key):
+                source = Path(adopt[(model_name, dataset_name)])
+                read_run_file(source)  # a readable TREC run, or a one-line error naming the file
+                folder.mkdir(parents=True, exist_ok=True)
+                with atomic_open(run_path, "w") as handle:
+                    handle.write(source.read_text(encoding="utf-8"))
+                write_json_atomic(note_path, {"key": key, "adopted_from": str(source.resolve())})
+                echo(f"{model_name} on {data.name}: adopted {source}")
             seconds = None
             cached = _cache_valid(note_path, run_path, key)
             if cached:
@@ -332,6 +340,23 @@ def _single_vector(model: Any) -> bool:
     from beir.retrieval.search import BaseSearch
 
     return not isinstance(model, BaseSearch) and getattr(model, "score_function", None) != "maxsim"
+
+
+def _cache_key(identity: dict[str, Any], data, config: CompareConfig) -> dict[str, Any]:
+    """What a cached run must match: the model's identity, the dataset split, the search and depth."""
+    return {
+        "format": CACHE_FORMAT,
+        "model": identity,
+        "dataset": {
+            "name": data.name,
+            "path": str(data.path),
+            "split": config.split,
+            "docs": len(data.corpus),
+            "queries": len(data.queries),
+        },  # fmt: skip
+        "search": config.search,
+        "top_k": max(config.k_values),
+    }
 
 
 def _file_part(name: str) -> str:

@@ -13,11 +13,11 @@ adopt() {  # adopt MODEL DATASET FILE: reuse FILE when it exists
 
 # SciFact test: every method trained on SciFact train, the zero-shot backbone and BM25
 beir-peft compare -d scifact -q -o "$OUT/scifact" \
-  -m zero-shot=$MINILM -m bm25=bm25 -m ft="$RUNS/ft" -m pt2-dpr="$RUNS/pt2-lr1e-3" -m lora="$RUNS/lora" \
+  -m zero-shot=$MINILM -m bm25=bm25 -m ft="$RUNS/ft" -m pt2-dpr="$RUNS/pt2-lr1e-3" \
   -m pt2-colbert="$RUNS/pt2-colbert" -m colbert-ft="$RUNS/colbert-ft" \
   $(adopt zero-shot scifact "$RUNS/ddr/zero-shot.scifact.run") $(adopt ft scifact "$RUNS/ft.scifact.run") \
   $(adopt pt2-dpr scifact "$RUNS/pt2-lr1e-3.scifact.run") $(adopt pt2-colbert scifact "$RUNS/pt2-colbert.scifact.run") \
-  $(adopt colbert-ft scifact "$RUNS/colbert-ft.scifact.run") $(adopt lora scifact "$RUNS/lora.scifact.run")
+  $(adopt colbert-ft scifact "$RUNS/colbert-ft.scifact.run")
 
 # DDR, SciFact -> MS MARCO slice (target test split)
 D="$RUNS/ddr"

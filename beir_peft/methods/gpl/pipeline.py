@@ -85,6 +85,7 @@ class GPLConfig:
     cross_encoder: str = DEFAULT_CROSS_ENCODER
     miners: list[str] = field(default_factory=lambda: list(DEFAULT_MINERS))
     negatives_per_miner: int = 50
+    mining_search: str = "exact"  # or faiss-flat / faiss-hnsw for large corpora
     total_queries: int | None = None
     queries_per_passage: int | None = None
     num_passages: int | None = None
@@ -118,6 +119,10 @@ class GPLConfig:
             raise ConfigError(f"GPL students are {', '.join(STUDENTS)}; got {self.student!r}")
         if not self.miners:
             raise ConfigError("GPL needs at least one negative miner")
+        if self.mining_search not in ("exact", "faiss-flat", "faiss-hnsw"):
+            raise ConfigError(
+                f"mining_search must be exact, faiss-flat or faiss-hnsw, got {self.mining_search!r}"
+            )
         if self.similarity not in ("dot", "cosine"):
             raise ConfigError(f"similarity must be dot or cosine, got {self.similarity!r}")
         for name in (
@@ -190,6 +195,7 @@ def run_gpl(
                 queries,
                 positives,
                 depth=config.negatives_per_miner,
+                search=config.mining_search,
                 batch_size=config.mining_batch_size,
                 device=config.device,
                 show_progress_bar=show_progress_bar,

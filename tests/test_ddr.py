@@ -180,33 +180,20 @@ def test_rem_assemble_evaluate(tiny, source_dam, demo_texts, tmp_path):
     result = evaluate_retriever(served, data_test.corpus, data_test.queries, data_test.qrels, k_values=[10],
                                 show_progress_bar=False)  # fmt: skip
     assert 0 <= result.metrics["NDCG@10"] <= 1
-    # a REM does not fit another architecture; a non-REM folder is refused
-    wide = build_tiny_bert(tmp_path / "wide")  # same geometry: fits
-    assemble(wide, rem, tmp_path / "ok")
+    # a backbone of the same geometry takes the REM; a non-REM folder is refused
+    assemble(build_tiny_bert(tmp_path / "same", seed=3), rem, tmp_path / "ok")
     other_rem = tmp_path / "pt2"
     beir_peft.PT2DPR(tiny["bert"], prefix_length=2).save(other_rem)
     with pytest.raises(ArtifactError, match="not a DDR relevance module"):
         assemble(target, other_rem, tmp_path / "bad")
 
 
-def test_rem_on_a_different_architecture_is_refused(tiny, source_dam, tmp_path):
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tiny_models import minilm_path
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
+def test_rem_on_a_different_architecture_is_refused(source_dam, tmp_path):
     rem = tmp_path / "rem"
     DDR(str(source_dam)).save(rem)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=128)  # fmt: skip
-    BertModel(config).save_pretrained(tmp_path / "hf48")
-    tokenizer.save_pretrained(tmp_path / "hf48")
-    SentenceTransformer(modules=[Transformer(str(tmp_path / "hf48")), Pooling(48)]).save(
-        str(tmp_path / "st48")
-    )
+    wider = build_tiny_bert(tmp_path / "wide", hidden=48)
     with pytest.raises(ArtifactError, match="has shape"):
-        assemble(tmp_path / "st48", rem, tmp_path / "bad")
+        assemble(wider, rem, tmp_path / "bad")
 
 
 def test_cli_stages(tiny, tmp_path, capsys):

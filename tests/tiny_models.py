@@ -13,26 +13,30 @@ def minilm_path() -> str:
     return resolve_backbone(DEFAULT_BACKBONE)
 
 
-def build_tiny_bert(folder: Path, seed: int = 0, pooling: str = "mean", normalize: bool = False) -> Path:
-    """A 2-layer, 4-head, 32-wide BERT with the MiniLM tokenizer, saved as a sentence-transformers folder."""
+def _tiny_bert_config(tokenizer, **overrides):
+    """2 layers, 4 heads, 32 wide, with ``tokenizer``'s vocabulary."""
+    from transformers import BertConfig
+
+    settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
+                "max_position_embeddings": 128}  # fmt: skip
+    return BertConfig(vocab_size=tokenizer.vocab_size, **{**settings, **overrides})
+
+
+def build_tiny_bert(
+    folder: Path, seed: int = 0, pooling: str = "mean", normalize: bool = False, hidden: int = 32
+) -> Path:
+    """A 2-layer, 4-head, ``hidden``-wide (32) BERT with the MiniLM tokenizer, saved as a sentence-transformers folder."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=128,
-    )
+    config = _tiny_bert_config(tokenizer, hidden_size=hidden)
     hf_dir = folder / "hf"
     BertModel(config).save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
-    modules = [Transformer(str(hf_dir), max_seq_length=64), Pooling(32, pooling_mode=pooling)]
+    modules = [Transformer(str(hf_dir), max_seq_length=64), Pooling(hidden, pooling_mode=pooling)]
     if normalize:
         modules.append(Normalize())
     model = SentenceTransformer(modules=modules, device="cpu")
@@ -65,19 +69,11 @@ def build_tiny_t5(folder: Path, seed: int = 0) -> Path:
 
 def build_tiny_cross_encoder(folder: Path, seed: int = 0) -> Path:
     """A 2-layer, 32-wide BERT with one relevance logit: a randomly initialised cross-encoder."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=512,
-        num_labels=1,
-    )
+    config = _tiny_bert_config(tokenizer, max_position_embeddings=512, num_labels=1)
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -77,6 +77,42 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process' peak resident memory to its current value (Linux ``clear_refs`` 5).
+
+    Returns ``False`` where that is not possible (then :func:`peak_rss_since_reset_mb` reports the
+    peak since the process started)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_mb() -> float:
+    """Peak resident memory (MiB) since :func:`reset_peak_rss` (``VmHWM``), else :func:`peak_rss_mb`."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
+def current_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def cuda_peak_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None

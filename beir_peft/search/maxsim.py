@@ -39,10 +39,12 @@ float16 either in memory or, with ``index_dir``, in a memory-mapped file::
 Both parts are reused when the doc ids and the model (config and weights) match; the ANN part also
 needs the same index settings. Every file is written atomically (beir_peft.io); no pickle is used.
 
-Queries are scored in batches against chunks of documents padded to the chunk's longest document;
-a chunk holds as many documents as keep both ``query_batch * query_maxlen * docs * longest`` (the
-similarity tensor) and ``docs * longest * dim`` (the padded documents) under ``max_scores_elements``
-floats, so memory stays bounded whatever the corpus size and however few the queries. In ANN mode a
+Queries are scored in batches against chunks of documents, without padding: a chunk's token
+vectors (float32, one document after another) times the queries' vectors is one matrix product,
+and each document's best match per query token is a segment max over its rows. A chunk holds as
+many documents as keep both its token block (``tokens x dim``) and its similarities (``tokens x
+query_batch * query_maxlen``) under ``max_scores_elements`` floats, so memory stays bounded whatever
+the corpus size and however few the queries. In ANN mode a
 query batch's candidate documents are read chunk by chunk in the same way, and each query is scored
 against its own candidates only.
 """
@@ -596,39 +598,34 @@ class MaxSimSearch(BaseSearch):
         return out
 
     # ------------------------------------------------------------------ searching
-    def _chunks(self, query_rows: int, doclens: np.ndarray | None = None) -> list[tuple[int, int]]:
-        """Ranges of ``doclens`` (default: the corpus') whose padded similarity tensor stays under
-        ``max_scores_elements``."""
+    def _chunks(self, width: int, doclens: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Ranges of ``doclens`` (default: the corpus') whose token vectors times ``width`` (the
+        larger of the dimension and the query rows scored at once) stay under ``max_scores_elements``:
+        what bounds both the float32 token block and its similarity matrix."""
         doclens = self.doclens if doclens is None else doclens
-        chunks, start, longest = [], 0, 0
-        n = len(doclens)
-        for end in range(n):
-            candidate = max(longest, int(doclens[end]))
-            if end > start and query_rows * (end - start + 1) * candidate > self.max_scores_elements:
+        budget = max(1, self.max_scores_elements // max(1, width))
+        chunks, start, tokens = [], 0, 0
+        for end, length in enumerate(doclens.tolist()):
+            if end > start and tokens + length > budget:
                 chunks.append((start, end))
-                start, candidate = end, int(doclens[end])
-            longest = candidate
-        if n:
-            chunks.append((start, n))
+                start, tokens = end, 0
+            tokens += length
+        if len(doclens):
+            chunks.append((start, len(doclens)))
         return chunks
 
-    def _padded(self, docs: range | np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token vectors of ``docs`` (a range or sorted positions) padded to the longest, and their mask."""
-        lens = self.doclens[docs]
+    def _token_block(self, docs: range | np.ndarray, device: torch.device) -> torch.Tensor:
+        """Float32 token vectors of ``docs`` (a range or sorted positions), one document after another."""
         if isinstance(docs, range):  # one contiguous read
-            rows: slice | np.ndarray = slice(int(self.offsets[docs.start]), int(self.offsets[docs.stop]))
+            block = self.vectors[int(self.offsets[docs.start]) : int(self.offsets[docs.stop])]
+        elif len(docs):  # contiguous slices: much faster than fancy indexing of a memory map
+            block = np.concatenate(
+                [self.vectors[self.offsets[d] : self.offsets[d + 1]] for d in docs.tolist()]
+            )
         else:
-            starts = self.offsets[docs]
-            rows = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+            block = np.zeros((0, self.vectors.shape[1]), dtype=np.float16)
         # a copy: a memory-mapped slice is read-only, and torch wants writable memory
-        flat = torch.from_numpy(np.array(self.vectors[rows], dtype=np.float16))
-        flat = flat.to(device=device, dtype=torch.float32)
-        longest = int(lens.max())
-        lens_t = torch.as_tensor(lens, device=device)
-        mask = torch.arange(longest, device=device)[None, :] < lens_t[:, None]
-        padded = torch.zeros(len(lens), longest, flat.shape[1], device=device)
-        padded[mask] = flat
-        return padded, mask
+        return torch.from_numpy(np.array(block, dtype=np.float16)).to(device=device, dtype=torch.float32)
 
     def search(
         self,
@@ -660,18 +657,7 @@ class MaxSimSearch(BaseSearch):
         q_vectors, q_mask = self.model.encode_query_tokens(
             [queries[qid] for qid in query_ids], batch_size=self.batch_size
         )
-        if q_vectors.shape[-1] != self.vectors.shape[1]:
-            raise ConfigError(
-                f"query token vectors have dim {q_vectors.shape[-1]}, the index has {self.vectors.shape[1]}"
-            )
-        device = self.device or getattr(self.model, "device", torch.device("cpu"))
-        q_vectors, q_mask = q_vectors.to(device=device, dtype=torch.float32), q_mask.to(device)
-        k = min(int(top_k), len(self.doc_ids))
-        with torch.no_grad():
-            if self.mode == "ann":
-                best_scores, best_index = self._search_ann(q_vectors, q_mask, k, device)
-            else:
-                best_scores, best_index = self._search_exact(q_vectors, q_mask, k, device)
+        best_scores, best_index = self.rank(q_vectors, q_mask, top_k)
 
         self.results = {}
         for qid, row_scores, row_index in zip(
@@ -682,20 +668,45 @@ class MaxSimSearch(BaseSearch):
             }
         return self.results
 
+    def rank(
+        self, q_vectors: torch.Tensor, q_mask: torch.Tensor, top_k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank the indexed documents for already encoded queries (``encode_query_tokens``' output).
+
+        Returns ``(scores, positions)``, each ``(queries, min(top_k, docs))``, best first; a position
+        indexes ``self.doc_ids`` (-1 pads ANN rows with fewer candidates). :meth:`search` is this
+        after building the index and encoding the queries; call it directly to time or reuse the
+        search alone (the index must exist: run :meth:`search` once first).
+        """
+        if self.vectors is None:
+            raise ConfigError("the index is empty: call search() (or build()) with the corpus first")
+        if q_vectors.shape[-1] != self.vectors.shape[1]:
+            raise ConfigError(
+                f"query token vectors have dim {q_vectors.shape[-1]}, the index has {self.vectors.shape[1]}"
+            )
+        device = self.device or getattr(self.model, "device", torch.device("cpu"))
+        q_vectors, q_mask = q_vectors.to(device=device, dtype=torch.float32), q_mask.to(device)
+        k = min(int(top_k), len(self.doc_ids))
+        with torch.no_grad():
+            if self.mode == "ann":
+                if self.ann_index is None:
+                    raise ConfigError("the ANN index is not built: call search() with the corpus first")
+                return self._search_ann(q_vectors, q_mask, k, device)
+            return self._search_exact(q_vectors, q_mask, k, device)
+
     def _search_exact(self, q_vectors, q_mask, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        n_queries, q_len, _ = q_vectors.shape
+        n_queries, q_len, dim = q_vectors.shape
         best_scores = torch.full((n_queries, k), float("-inf"), device=device)
         best_index = torch.full((n_queries, k), -1, dtype=torch.long, device=device)
-        # bounds both the similarity tensor (query rows x docs x longest) and the padded documents
-        # (docs x longest x dim): with few queries the second is the larger
-        chunks = self._chunks(max(min(self.query_batch_size, n_queries) * q_len, q_vectors.shape[-1]))
+        chunks = self._chunks(max(min(self.query_batch_size, n_queries) * q_len, dim))
         progress = _progress(chunks, self.show_progress_bar and len(chunks) > 1, "MaxSim search")
         for start, end in progress:
-            docs, d_mask = self._padded(range(start, end), device)  # read and converted once per chunk
+            block = self._token_block(range(start, end), device)  # read and converted once per chunk
+            lens = torch.as_tensor(self.doclens[start:end], device=device)
             index = torch.arange(start, end, device=device)
             for q_start in range(0, n_queries, self.query_batch_size):
                 rows = slice(q_start, q_start + self.query_batch_size)
-                scores = _maxsim_block(q_vectors[rows], q_mask[rows], docs, d_mask)
+                scores = _maxsim_flat(q_vectors[rows], q_mask[rows], block, lens)
                 _merge_top_k(best_scores[rows], best_index[rows], scores, index.expand(len(scores), -1))
         return best_scores, best_index
 
@@ -709,17 +720,26 @@ class MaxSimSearch(BaseSearch):
             qm = q_mask[q_start : q_start + self.query_batch_size]
             candidates = self._candidates(q, qm)
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, dtype=np.int64)
-            # each query is scored alone against its candidates: the similarity tensor of one query
-            # is q_len x docs x longest and the padded documents docs x longest x dim
+            # the union's token vectors are read once per chunk; each query is scored against its own
+            # candidates only (one query's similarities: its candidates' tokens x q_len)
             for start, end in self._chunks(max(q_len, dim), self.doclens[union]):
                 chunk = union[start:end]
-                docs, d_mask = self._padded(chunk, device)
+                block = self._token_block(chunk, device)
+                lens = self.doclens[chunk]
+                starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
                 for i, own in enumerate(candidates):
                     own = own[(own >= chunk[0]) & (own <= chunk[-1])]
                     if not len(own):
                         continue
-                    at = torch.as_tensor(np.searchsorted(chunk, own), device=device)
-                    scores = _maxsim_block(q[i : i + 1], qm[i : i + 1], docs[at], d_mask[at])
+                    at = np.searchsorted(chunk, own)
+                    if len(at) == len(chunk):  # all of the chunk (always so for a single query)
+                        rows = block
+                    else:
+                        picked = np.repeat(starts[at] - (np.cumsum(lens[at]) - lens[at]), lens[at])
+                        rows = block[torch.as_tensor(np.arange(int(lens[at].sum())) + picked, device=device)]
+                    scores = _maxsim_flat(
+                        q[i : i + 1], qm[i : i + 1], rows, torch.as_tensor(lens[at], device=device)
+                    )
                     row = slice(q_start + i, q_start + i + 1)
                     _merge_top_k(
                         best_scores[row], best_index[row], scores, torch.as_tensor(own, device=device)[None]
@@ -740,15 +760,23 @@ class MaxSimSearch(BaseSearch):
         )
 
 
-def _maxsim_block(
-    q: torch.Tensor, q_mask: torch.Tensor, docs: torch.Tensor, d_mask: torch.Tensor
+def _maxsim_flat(
+    q: torch.Tensor, q_mask: torch.Tensor, tokens: torch.Tensor, lens: torch.Tensor
 ) -> torch.Tensor:
-    """MaxSim of queries ``(B, Lq, dim)`` against padded documents ``(D, L, dim)``: ``(B, D)``."""
+    """MaxSim of queries ``(B, Lq, dim)`` against documents given as their token vectors one after
+    another, ``tokens (sum(lens), dim)``, document ``j`` holding ``lens[j]`` rows: scores ``(B, D)``.
+
+    One matrix product and a segment max per document, with no padding; a document without token
+    vectors scores ``-inf``.
+    """
     n, q_len, dim = q.shape
-    sims = (q.reshape(-1, dim) @ docs.reshape(-1, dim).T).view(n, q_len, docs.shape[0], -1)
-    sims = sims.masked_fill(~d_mask[None, None], float("-inf"))
-    per_token = sims.amax(dim=-1).masked_fill(~q_mask[:, :, None], 0.0)
-    return per_token.sum(dim=1)
+    sims = tokens @ q.reshape(-1, dim).T  # (tokens, B * Lq)
+    best = torch.full((len(lens), n * q_len), float("-inf"), device=tokens.device, dtype=sims.dtype)
+    nonempty = lens > 0
+    if bool(nonempty.any()):
+        best[nonempty] = torch.segment_reduce(sims, "max", lengths=lens[nonempty], axis=0)
+    per_token = best.view(len(lens), n, q_len).permute(1, 0, 2)  # (B, D, Lq)
+    return per_token.masked_fill(~q_mask[:, None, :], 0.0).sum(dim=-1)
 
 
 def _merge_top_k(

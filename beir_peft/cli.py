@@ -1028,7 +1028,7 @@ def ddr_dam(
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True)
-def ddr_rem(dataset, split, dam, output, epochs, batch_size, learning_rate, hard_negatives, margins_file, no_lora,
+def ddr_rem(dataset, split, dam, output, epochs, max_steps, batch_size, learning_rate, hard_negatives, margins_file, no_lora,
             no_adapter, settings, seed, resume, overwrite, quiet):  # fmt: skip
     """Train the relevance module (LoRA + parallel adapters) on a frozen source DAM; contrastive with hard negatives."""
     from .data import load_dataset
@@ -1038,7 +1038,7 @@ def ddr_rem(dataset, split, dam, output, epochs, batch_size, learning_rate, hard
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     options = {**_options(settings), "rem_lora": not no_lora, "rem_adapter": not no_adapter}
-    config = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+    config = TrainingConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
                             hard_negatives=0 if margins_file else hard_negatives, seed=seed)  # fmt: skip
     if quiet:
         _quiet_libraries()

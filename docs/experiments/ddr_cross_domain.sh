@@ -4,13 +4,15 @@
 # Source -> target: scifact -> msmarco-dl19-5k, and the reverse. The MS MARCO slice has only a test
 # split, so in the reverse direction its 43 judged test queries are the source's training data (they
 # are never evaluated on). Finished steps are skipped, so the script resumes.
-# Needs RUN_DIR/ft (full fine-tuning on SciFact train, from pt2_dpr_scifact.sh) for DR scifact->msmarco.
+# Needs RUN_DIR/ft (full fine-tuning on SciFact train, from pt2_dpr_scifact.sh: 3 epochs, 84 steps,
+# no hard negatives) for DR scifact->msmarco.
 set -euo pipefail
 RUNS=${1:-runs}
 mkdir -p "$RUNS"
 cd "$RUNS"
 DAM=(--steps 200 --batch-size 16 --lr 5e-5 --max-seq-length 128 --checkpoint-every 50 -q)
-REM=(--epochs 2 --batch-size 32 --lr 5e-4 --hard-negatives 1 -q)
+# every supervised model (REM and DR) gets the same budget: 50 steps of 32 queries with 1 hard negative
+REM=(--epochs 2 --max-steps 50 --batch-size 32 --lr 5e-4 --hard-negatives 1 -q)
 
 evaluate() {  # evaluate MODEL NAME DATASET
   [ -f "$2.$3.json" ] || beir-peft evaluate --model "$1" --dataset "$3" -q -o "$2.$3.json" --run-file "$2.$3.run"
@@ -29,7 +31,7 @@ dam dam-scifact-from-msmarco scifact dam-msmarco
 [ -f rem-scifact/config.json ] || beir-peft ddr rem -d scifact --split train --dam dam-scifact -o rem-scifact --resume "${REM[@]}"
 [ -f rem-msmarco/config.json ] || beir-peft ddr rem -d msmarco-dl19-5k --split test --dam dam-msmarco -o rem-msmarco --resume "${REM[@]}"
 # DR in the reverse direction: full fine-tuning on the MS MARCO slice (same budget as the REM)
-[ -f dr-msmarco/config.json ] || beir-peft train ft -d msmarco-dl19-5k --split test -o dr-msmarco --epochs 2 --hard-negatives 1 --resume -q
+[ -f dr-msmarco/config.json ] || beir-peft train ft -d msmarco-dl19-5k --split test -o dr-msmarco --epochs 2 --max-steps 50 --hard-negatives 1 --resume -q
 
 # assembled retrievers: the REM on the target DAM (with and without sequential initialisation)
 [ -f ddr-scifact-to-msmarco/config.json ] || beir-peft ddr assemble --dam dam-msmarco-from-scifact --rem rem-scifact -o ddr-scifact-to-msmarco

@@ -920,6 +920,8 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
     if Path(questions).is_file():
         corpus, question_texts = load_corpus(folder), load_queries(questions)
         source = questions
+    elif Path(questions).suffix or "/" in questions:  # meant as a file
+        raise click.BadParameter(f"no such questions file: {questions}", param_hint="--questions")
     else:
         data = load_dataset(folder, split=questions)
         corpus, question_texts, source = (

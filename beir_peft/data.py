@@ -323,7 +323,7 @@ def _resolve_file(path: str | os.PathLike, default_name: str) -> Path:
     return path
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSON-lines file."""
     with open(path, "rb") as handle:
         for lineno, raw in enumerate(handle, 1):
@@ -379,7 +379,7 @@ def _string_field(obj: dict, key: str, path: Path, lineno: int, required: bool) 
 
 def _first_line_of(path: Path, record_id: str) -> int:
     """Line number of the first record with ``record_id`` (only used to report duplicates)."""
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         if str(obj.get("_id")) == record_id:
             return lineno
     return 0
@@ -397,7 +397,7 @@ def load_corpus(path: str | os.PathLike) -> dict[str, dict[str, str]]:
     """
     path = _resolve_file(path, CORPUS_FILE)
     corpus: dict[str, dict[str, str]] = {}
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         doc_id = _record_id(obj, path, lineno)
         text = _string_field(obj, "text", path, lineno, required=True)
         title = _string_field(obj, "title", path, lineno, required=False)
@@ -415,7 +415,7 @@ def load_queries(path: str | os.PathLike) -> dict[str, str]:
     """Read ``queries.jsonl`` (or a folder holding it) into query_id -> text, in file order."""
     path = _resolve_file(path, QUERIES_FILE)
     queries: dict[str, str] = {}
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         query_id = _record_id(obj, path, lineno)
         text = _string_field(obj, "text", path, lineno, required=True)
         if not text.strip():

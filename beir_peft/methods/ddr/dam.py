@@ -137,6 +137,8 @@ def train_dam(
     if is_dam(output):
         logger.info("%s is a finished DAM", output)
         return output
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"{output}: exists and is not a DAM folder; choose a new output folder")
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")

@@ -356,7 +356,9 @@ def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, 
     if not path.is_file():
         raise DatasetError(f"missing queries file {path}")
     rows, seen = [], set()
-    for lineno, obj in enumerate(_read_jsonl_checked(path), 1):
+    from ...data import iter_jsonl
+
+    for lineno, obj in iter_jsonl(path):
         text, doc_id = obj.get("text"), obj.get("doc_id")
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(f"{path} line {lineno}: missing or empty 'text'")
@@ -370,13 +372,6 @@ def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, 
     if not rows:
         raise DatasetError(f"{path} holds no queries")
     return rows
-
-
-def _read_jsonl_checked(path: Path):
-    from ...data import _iter_jsonl
-
-    for _lineno, obj in _iter_jsonl(path):
-        yield obj
 
 
 def _label(queries, positives, negatives, corpus, config: GPLConfig, parts: Path, show: bool):

@@ -214,6 +214,9 @@ def test_cli_adapt_art(tiny, tmp_path, capsys):
     assert main([*args[:5], str(bad), "-o", str(tmp_path / "run2"), *args[8:]]) == 2
     err = capsys.readouterr().err
     assert "q.jsonl line 1" in err and "Traceback" not in err
+    assert main([*args[:5], str(tmp_path / "typo.jsonl"), "-o", str(tmp_path / "run3"), *args[8:]]) == 2
+    err = capsys.readouterr().err
+    assert "no such questions file" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------- real MiniLM

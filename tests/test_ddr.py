@@ -129,6 +129,14 @@ def test_dam_trains_the_whole_backbone_and_reloads(tiny, source_dam, demo_texts)
     assert read_dam(target)["init"] == str(source_dam)
     with pytest.raises(ArtifactError, match="not a DAM"):
         read_dam(tiny["bert"])
+    occupied = source_dam.parent / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="is not a DAM folder"):
+        train_dam(
+            tiny["bert"], demo_texts, occupied, DAMConfig(steps=1, batch_size=4), show_progress_bar=False
+        )
+    assert (occupied / "notes.txt").read_text() == "keep me"
 
 
 def test_dam_resumes_from_its_checkpoint(tiny, demo_texts, tmp_path, monkeypatch):

@@ -1004,6 +1004,7 @@ def ddr_dam(
 @click.option("--dam", required=True, help="The source DAM (frozen while the REM trains).")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
 @click.option(
     "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), help="[default: 2e-5, the paper]"

@@ -220,8 +220,9 @@ def test_cli_stages(tiny, tmp_path, capsys):
     ]
     assert main([*dam, "-o", str(tmp_path / "src")]) == 0, capsys.readouterr().err
     assert main(["ddr", "rem", "-d", "demo", "--dam", str(tmp_path / "src"), "-o", str(tmp_path / "rem"),
-                 "--epochs", "1", "--batch-size", "4", "--no-adapter", "-q"]) == 0, capsys.readouterr().err  # fmt: skip
-    assert json.loads((tmp_path / "rem" / "config.json").read_text())["rem_adapter"] is False
+                 "--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--no-adapter", "-q"]) == 0, capsys.readouterr().err  # fmt: skip
+    rem_config = json.loads((tmp_path / "rem" / "config.json").read_text())
+    assert rem_config["rem_adapter"] is False and rem_config["training"]["steps"] == 1
     assert main([*dam[:5], str(tmp_path / "src"), *dam[6:], "-o", str(tmp_path / "tgt")]) == 0
     assert main(["ddr", "assemble", "--dam", str(tmp_path / "tgt"), "--rem", str(tmp_path / "rem"),
                  "-o", str(tmp_path / "ddr")]) == 0  # fmt: skip

@@ -173,7 +173,7 @@ def test_rem_assemble_evaluate(tiny, source_dam, demo_texts, tmp_path):
                        show_progress_bar=False)  # fmt: skip
     out = assemble(target, rem, tmp_path / "ddr")
     served = beir_peft.load(out)
-    assert served.config.merge_lora and served.config.backbone == str(target)
+    assert served.config.merge_lora and served.config.backbone == str(target.resolve())
     assert not any("lora_" in n for n, _ in served.module.named_parameters())  # merged: no LoRA at inference
     unmerged = DDR(target, rem=rem, merge=False)
     for side in (QUERY, PASSAGE):
@@ -194,6 +194,15 @@ def test_rem_assemble_evaluate(tiny, source_dam, demo_texts, tmp_path):
     beir_peft.PT2DPR(tiny["bert"], prefix_length=2).save(other_rem)
     with pytest.raises(ArtifactError, match="not a DDR relevance module"):
         assemble(target, other_rem, tmp_path / "bad")
+
+
+def test_local_backbones_are_recorded_as_absolute_paths(source_dam, tmp_path, monkeypatch):
+    monkeypatch.chdir(source_dam.parent)
+    rem = DDR(source_dam.name)  # a relative path
+    assert rem.config.backbone == str(source_dam.resolve())
+    rem.save(tmp_path / "rem")
+    monkeypatch.chdir(tmp_path)
+    assert beir_peft.load(tmp_path / "rem").config.backbone == str(source_dam.resolve())
 
 
 def test_rem_on_a_different_architecture_is_refused(source_dam, tmp_path):

@@ -34,6 +34,14 @@ _OFFLINE_COPIES = {
 }
 
 
+def backbone_reference(name_or_path: str | os.PathLike) -> str:
+    """What a saved config records for a backbone: a local folder as an absolute path (so the
+    folder reloads from any working directory), a hub name unchanged."""
+    text = str(name_or_path)
+    path = Path(os.path.expanduser(text))
+    return str(path.resolve()) if path.is_dir() else text
+
+
 def resolve_backbone(name_or_path: str) -> str:
     """Map a backbone reference to what ``SentenceTransformer`` should load.
 

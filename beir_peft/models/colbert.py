@@ -544,7 +544,9 @@ def _config(backbone: str, options: dict[str, Any]) -> ColBERTConfig:
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) for PT2ColBERT: {', '.join(unknown)}")
-    return ColBERTConfig(backbone=backbone, **options)
+    from ..encoders.backbone import backbone_reference
+
+    return ColBERTConfig(backbone=backbone_reference(backbone), **options)
 
 
 __all__ = ["COLBERT_METHODS", "ColBERTConfig", "PT2ColBERT", "maxsim"]

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..artifacts import FOLDER_METADATA, read_config, read_weights
-from ..encoders.backbone import DEFAULT_BACKBONE
+from ..encoders.backbone import DEFAULT_BACKBONE, backbone_reference
 from ..errors import ArtifactError
 from .tuned import TunedConfig, TunedRetriever, _config
 
@@ -47,7 +47,7 @@ class DDR(TunedRetriever):
             fields = {k: v for k, v in saved.items() if k not in FOLDER_METADATA}
             config = TunedConfig.from_dict(fields, where=str(Path(rem) / "config.json"))
             config = dataclasses.replace(
-                config, backbone=str(dam), backbone_fingerprint=None, merge_lora=False
+                config, backbone=backbone_reference(dam), backbone_fingerprint=None, merge_lora=False
             )
         elif config is None:
             config = _config("ddr", str(dam), {"pooling": "mean", **options})

@@ -28,6 +28,7 @@ from torch import nn
 from ..encoders.backbone import (
     DEFAULT_BACKBONE,
     backbone_fingerprint,
+    backbone_reference,
     check_fingerprint,
     hf_model,
     load_backbone,
@@ -318,7 +319,7 @@ def _config(method: str, backbone: str, options: dict[str, Any]) -> TunedConfig:
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) for {method}: {', '.join(unknown)}")
-    return TunedConfig(method=method, backbone=backbone, **options)
+    return TunedConfig(method=method, backbone=backbone_reference(backbone), **options)
 
 
 def build_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options) -> TunedRetriever:

@@ -74,3 +74,16 @@ def test_bad_input():
         search.search({}, {"q": "x"}, 1)
     with pytest.raises(ConfigError, match="no queries"):
         search.search(CORPUS, {}, 1)
+
+
+def test_negatives_are_mined_past_many_relevant_passages(tmp_path):
+    """A query with more relevant passages than the mining depth still gets its negatives (TREC-style qrels)."""
+    from beir_peft.data import BeirDataset
+    from beir_peft.methods.supervised import mine_hard_negatives
+
+    corpus = {f"r{i}": {"title": "", "text": f"apple pie recipe {i}"} for i in range(20)}
+    corpus.update({f"n{i}": {"title": "", "text": f"apple orchard {i}"} for i in range(5)})
+    qrels = {"q": {f"r{i}": 1 for i in range(20)}}
+    data = BeirDataset("toy", tmp_path, "train", corpus, {"q": "apple pie recipe"}, qrels)
+    negatives = mine_hard_negatives(BM25Search(show_progress_bar=False), data, depth=3)
+    assert len(negatives["q"]) == 3 and all(doc.startswith("n") for doc in negatives["q"])

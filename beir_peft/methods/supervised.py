@@ -162,7 +162,13 @@ def mine_hard_negatives(
     else:
         search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
         score_function = getattr(retriever, "score_function", "dot")
-    run = search.search(dataset.corpus, queries, top_k=depth + 10, score_function=score_function)
+    # deep enough that every query keeps `depth` candidates after its relevant passages are removed
+    # (TREC-style qrels can judge dozens of passages relevant to one query)
+    most_relevant = max(
+        (sum(score > 0 for score in dataset.qrels.get(qid, {}).values()) for qid in queries), default=0
+    )
+    top_k = min(len(dataset.corpus), depth + most_relevant + 10)
+    run = search.search(dataset.corpus, queries, top_k=top_k, score_function=score_function)
     negatives = {}
     for qid, hits in run.items():
         relevant = {doc for doc, score in dataset.qrels.get(qid, {}).items() if score > 0}

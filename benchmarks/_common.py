@@ -90,27 +90,27 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_since_reset_mb() -> float:
-    """Peak resident memory (MiB) since :func:`reset_peak_rss` (``VmHWM``), else :func:`peak_rss_mb`."""
+def _proc_status_mb(field: str) -> float | None:
+    """A memory line of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in MiB; ``None`` off Linux."""
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
-    return peak_rss_mb()
+    return None
+
+
+def peak_rss_since_reset_mb() -> float:
+    """Peak resident memory (MiB) since :func:`reset_peak_rss` (``VmHWM``), else :func:`peak_rss_mb`."""
+    peak = _proc_status_mb("VmHWM")
+    return peak if peak is not None else peak_rss_mb()
 
 
 def current_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    """Resident memory now (MiB), where ``/proc`` has it."""
+    return _proc_status_mb("VmRSS")
 
 
 def cuda_peak_mb(device: torch.device) -> float | None:

@@ -39,7 +39,14 @@ from ..losses import ColBERTPairwiseLoss, DualEncoderMNRLoss
 from ..models.base import passage_text
 from ..models.colbert import PT2ColBERT
 from ..models.tuned import TunedRetriever
-from ..training.checkpoints import CHECKPOINTS, latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..training.checkpoints import (
+    CHECKPOINTS,
+    latest_checkpoint,
+    resume_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +319,7 @@ def fit(
     retriever.to(accelerator.device)
     learning_rate = config.learning_rate_for(retriever.method)
     identity = _run_identity({**run, "pairs": len(rows), **config.to_dict(), "learning_rate": learning_rate})
-    checkpoint = _resume_checkpoint(output, resume, identity)
+    checkpoint = resume_checkpoint(output, identity, _run_identity) if resume else None
     if checkpoint is None and resume and is_retriever_folder(output):
         logger.info("%s already holds the finished retriever; nothing to resume", output)
         return output
@@ -541,21 +548,6 @@ def clear_run(output: Path, *files: str) -> None:
     shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     for name in (CONFIG_NAME, *files):
         (output / name).unlink(missing_ok=True)
-
-
-def _resume_checkpoint(output: Path, resume: bool, wanted: dict[str, Any]):
-    """The newest checkpoint to resume from (``None``: start afresh); refuses one made with other settings."""
-    if not resume:
-        return None
-    checkpoint = latest_checkpoint(output) if output.is_dir() else None
-    if checkpoint is None:
-        return None
-    saved = _run_identity(checkpoint.state.get("run", {}))
-    changed = [k for k in wanted if saved.get(k) != wanted[k]]
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
-        raise ConfigError(f"{checkpoint.path}: cannot resume with different settings ({detail})")
-    return checkpoint
 
 
 def _negatives(

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
 from ..io import atomic_directory, save_safetensors_atomic, write_json_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -86,6 +86,27 @@ def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     """The newest checkpoint of a run, or ``None`` when it has none."""
     dirs = checkpoint_dirs(run_dir)
     return load_checkpoint(dirs[-1]) if dirs else None
+
+
+def resume_checkpoint(
+    run_dir: str | Path,
+    wanted: Mapping[str, Any],
+    normalize: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+) -> Checkpoint | None:
+    """The newest checkpoint of ``run_dir`` (``None`` when there is none), refused with a one-line
+    :class:`ConfigError` when the settings it recorded (``state["run"]``, passed through
+    ``normalize``) differ from ``wanted`` in any of ``wanted``'s keys."""
+    run_dir = Path(run_dir)
+    checkpoint = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if checkpoint is None:
+        return None
+    saved = checkpoint.state.get("run") or {}
+    saved = normalize(saved) if normalize is not None else saved
+    changed = [k for k in wanted if saved.get(k) != wanted[k]]
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        raise ConfigError(f"{checkpoint.path}: cannot resume with different settings ({detail})")
+    return checkpoint
 
 
 def rng_state() -> dict[str, Any]:

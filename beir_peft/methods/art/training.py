@@ -41,7 +41,14 @@ from ...artifacts import is_retriever_folder, save_retriever
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...models.base import PASSAGE, QUERY, passage_text
-from ...training.checkpoints import CHECKPOINTS, latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ...training.checkpoints import (
+    CHECKPOINTS,
+    latest_checkpoint,
+    resume_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache
 
 logger = logging.getLogger(__name__)
@@ -175,13 +182,8 @@ def train_art(
     step, index, index_step, epoch_seconds = 0, None, None, []
     identity = {k: getattr(config, k) for k in _IDENTITY}
     identity["learning_rate"] = config.learning_rate_for_student()
-    checkpoint = latest_checkpoint(output) if resume and output.is_dir() else None
+    checkpoint = resume_checkpoint(output, identity) if resume else None
     if checkpoint is not None:
-        saved = checkpoint.state.get("run", {})
-        changed = [k for k in identity if saved.get(k) != identity[k]]
-        if changed:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {identity[k]!r}" for k in changed)
-            raise ConfigError(f"{checkpoint.path}: cannot resume with different settings ({detail})")
         retriever.load_trainable_state_dict(checkpoint.trainable, where=str(checkpoint.path))
         optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
         scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ...encoders.backbone import hf_model, load_backbone, resolve_backbone
 from ...errors import ArtifactError, ConfigError, DatasetError
 from ...io import atomic_directory, save_safetensors_atomic, write_json_atomic
-from ...training.checkpoints import CHECKPOINTS, latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ...training.checkpoints import CHECKPOINTS, resume_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +160,8 @@ def train_dam(
     step = 0
     identity = {"init": init, "corpus": corpus_name, "texts": len(texts), **dataclasses.asdict(config)}
     identity.pop("device")
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = resume_checkpoint(run_dir, identity)  # refuses a run made with other settings
     if checkpoint is not None:
-        if checkpoint.state.get("run") != identity:
-            raise ConfigError(
-                f"{checkpoint.path}: a DAM run with other settings; delete {run_dir} to start afresh"
-            )
         mlm.load_state_dict(checkpoint.trainable, strict=False)
         mlm.tie_weights()
         optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])

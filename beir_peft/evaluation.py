@@ -20,7 +20,6 @@ from typing import Any
 
 import pytrec_eval
 from beir.retrieval.evaluation import EvaluateRetrieval
-from beir.retrieval.search import BaseSearch
 
 from .errors import ConfigError, DatasetError
 from .io import atomic_open, write_json_atomic
@@ -143,23 +142,14 @@ def evaluate_retriever(
     k_values = _check_k_values(k_values)
     score_function = getattr(model, "score_function", None) or "cos_sim"
     start = time.perf_counter()
-    if isinstance(model, BaseSearch):
-        if search != "exact" or search_options:
-            raise ConfigError(
-                f"{model_description(model)} searches by itself; --search and its options do not apply"
-            )
-        searcher = model
-        if hasattr(searcher, "show_progress_bar"):
-            searcher.show_progress_bar = show_progress_bar
-    else:
-        searcher = make_search(
-            model,
-            search,
-            batch_size=batch_size,
-            index_dir=index_dir,
-            show_progress_bar=show_progress_bar,
-            **dict(search_options or {}),
-        )
+    searcher = make_search(
+        model,
+        search,
+        batch_size=batch_size,
+        index_dir=index_dir,
+        show_progress_bar=show_progress_bar,
+        **dict(search_options or {}),
+    )
     retriever = EvaluateRetrieval(searcher, k_values=k_values, score_function=score_function)
     logger.info(
         "Searching %d queries over %d passages (%s, %s)", len(queries), len(corpus), search, score_function

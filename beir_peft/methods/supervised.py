@@ -158,17 +158,12 @@ def mine_hard_negatives(
     ``retriever`` is a dense model (searched exactly over the whole corpus) or a BEIR search class
     such as :class:`beir_peft.search.bm25.BM25Search`; only the training queries are searched.
     """
-    from beir.retrieval.search import BaseSearch
-
     from ..search import make_search
 
     judged = {qid for qid, _ in dataset.train_pairs()}
     queries = {qid: dataset.queries[qid] for qid in judged}
-    if isinstance(retriever, BaseSearch):
-        search, score_function = retriever, None
-    else:
-        search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
-        score_function = getattr(retriever, "score_function", "dot")
+    search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
+    score_function = getattr(retriever, "score_function", "dot")
     # deep enough that every query keeps `depth` candidates after its relevant passages are removed
     # (TREC-style qrels can judge dozens of passages relevant to one query)
     most_relevant = max(

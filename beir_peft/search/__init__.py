@@ -63,6 +63,9 @@ def make_search(
 ) -> BaseSearch:
     """The BEIR searcher named ``search`` (one of :data:`SEARCH_CHOICES`) over ``model``.
 
+    A ``model`` that is already a BEIR search class (:class:`~beir_peft.search.bm25.BM25Search`)
+    is returned as it is (only ``search="exact"``, the default, applies to it).
+
     Single-vector models: ``exact``, ``faiss-flat`` or ``faiss-hnsw``. Late-interaction models
     (``model.score_function == "maxsim"``, e.g. PT2-ColBERT): ``exact`` (MaxSim against every
     document) or ``ann`` (faiss candidates over all token vectors, then exact MaxSim re-ranking).
@@ -70,6 +73,16 @@ def make_search(
     search); ``kwargs`` go to the searcher (e.g. ``corpus_chunk_size``, ``ef_search``/``use_gpu``
     for faiss, ``candidates_per_token``/``nprobe``/``use_gpu`` for ``ann``).
     """
+    from beir.retrieval.search import BaseSearch
+
+    if isinstance(model, BaseSearch):  # already a searcher (BM25): used as it is
+        if search != "exact" or kwargs:
+            raise ConfigError(
+                f"{model_description(model)} searches by itself; --search {search} and search options do not apply"
+            )
+        if hasattr(model, "show_progress_bar"):
+            model.show_progress_bar = show_progress_bar
+        return model
     if getattr(model, "score_function", None) == "maxsim":  # late interaction (PT2-ColBERT)
         if search not in ("exact", "maxsim", "ann"):
             raise ConfigError(

@@ -5,7 +5,8 @@ Wang et al. 2022 (seed 002), section 4: two MS MARCO bi-encoders with cosine sim
 positive removed; Table 6 also tries BM25 (``"bm25"`` here, :class:`~beir_peft.search.bm25.BM25Search`).
 A miner is any sentence-transformers model, saved beir_peft folder, or ``"bm25"``; dense miners are
 searched exactly (or through faiss with ``search="faiss-flat"``/``"faiss-hnsw"``) with the package's
-own searchers, each with the similarity it was trained with.
+own searchers, each with the similarity it was trained with. BM25 searches by itself: with
+``search`` other than ``"exact"`` a BM25 miner is refused.
 """
 
 from __future__ import annotations
@@ -44,14 +45,8 @@ def mine_negatives(
     for miner in miners:
         logger.info("Mining %d negatives per query with %s", depth, miner)
         model = load_model(miner, device=device)
-        from beir.retrieval.search import BaseSearch
-
-        if isinstance(model, BaseSearch):
-            searcher, score_function = model, None
-            model.show_progress_bar = show_progress_bar
-        else:
-            searcher = make_search(model, search, batch_size=batch_size, show_progress_bar=show_progress_bar)
-            score_function = model.score_function
+        searcher = make_search(model, search, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        score_function = getattr(model, "score_function", None)
         run = searcher.search(corpus, queries, top_k=depth + 1, score_function=score_function)
         for qid in queries:
             ranked = sorted(run.get(qid, {}).items(), key=lambda item: -item[1])

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ...encoders.backbone import hf_model, load_backbone, resolve_backbone
 from ...errors import ArtifactError, ConfigError, DatasetError
 from ...io import atomic_directory, save_safetensors_atomic, write_json_atomic
-from ...training.checkpoints import CHECKPOINTS, resume_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ...training.checkpoints import resume_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -221,4 +221,4 @@ def read_dam(path: str | os.PathLike) -> dict[str, Any]:
         raise ArtifactError(f"{path / DAM_FILE}: {err}") from err
 
 
-__all__ = ["DAMConfig", "is_dam", "masking_collator", "read_dam", "train_dam", "CHECKPOINTS"]
+__all__ = ["DAMConfig", "is_dam", "masking_collator", "read_dam", "train_dam"]

@@ -273,3 +273,19 @@ def test_gated_attention_is_stock_attention_plus_gated_prefix_attention():
     prefix = attend(prompt.key[0].expand(2, -1, -1, -1), prompt.value[0].expand(2, -1, -1, -1), None)
     expected = attend(k, v, mask) + prompt.gate[0].view(1, 2, 1, 1) * prefix  # (B, H, S, d)
     torch.testing.assert_close(out, expected.transpose(1, 2).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_normalize_option_drops_or_adds_the_final_normalize(tiny, tmp_path):
+    from beir_peft.encoders.backbone import normalizes
+
+    raw = build_retriever("ft", normalize=False)  # the real all-MiniLM-L6-v2 ends with Normalize
+    assert not normalizes(raw.model)
+    norms = np.linalg.norm(raw.encode(TEXTS, side=QUERY), axis=1)
+    assert (norms > 2).all()  # all-MiniLM-L6-v2's pooled vectors are far from unit length
+    raw.save(tmp_path / "raw")
+    loaded = beir_peft.load(tmp_path / "raw")
+    assert loaded.config.normalize is False and not normalizes(loaded.model)
+    np.testing.assert_allclose(loaded.encode(TEXTS, side=QUERY), raw.encode(TEXTS, side=QUERY), atol=1e-6)
+    unit = build_retriever("ft", tiny, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit.encode(TEXTS, side=QUERY), axis=1), 1.0, atol=1e-5)
+    assert build_retriever("ft", tiny).config.normalize is None  # the backbone's own pipeline

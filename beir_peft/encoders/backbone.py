@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import Pooling
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
 from ..errors import ArtifactError, ConfigError
 
@@ -89,6 +89,33 @@ def set_pooling(model: SentenceTransformer, mode: str | None) -> None:
                 model._modules[str(index)] = Pooling(module.get_embedding_dimension(), pooling_mode=mode)
             return
     raise ConfigError("the backbone pipeline has no Pooling module to configure")
+
+
+def set_normalize(model: SentenceTransformer, normalize: bool | None) -> None:
+    """Make the pipeline's sentence embeddings unit-length (``True``) or raw (``False``).
+
+    ``None`` keeps the backbone's own pipeline. ``False`` drops every ``Normalize`` module (e.g.
+    all-MiniLM-L6-v2's last one), so the embeddings are the pooled vectors themselves: what a
+    dot-product student trained on a teacher's unbounded scores needs (GPL's MarginMSE on
+    cross-encoder logit margins, ART's scores divided by sqrt(hidden); see docs/gpl.md). ``True``
+    appends one when the pipeline has none.
+    """
+    if normalize is None:
+        return
+    present = [index for index, module in enumerate(model) if isinstance(module, Normalize)]
+    if normalize and not present:
+        model.append(Normalize())
+    elif not normalize and present:
+        kept = [module for module in model if not isinstance(module, Normalize)]
+        for key in list(model._modules):
+            del model._modules[key]
+        for index, module in enumerate(kept):
+            model._modules[str(index)] = module
+
+
+def normalizes(model: SentenceTransformer) -> bool:
+    """Whether the pipeline ends its sentence embeddings with a ``Normalize`` module."""
+    return any(isinstance(module, Normalize) for module in model)
 
 
 def pooling_mode(model: SentenceTransformer) -> str | None:

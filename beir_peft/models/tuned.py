@@ -33,6 +33,7 @@ from ..encoders.backbone import (
     hf_model,
     load_backbone,
     pooling_mode,
+    set_normalize,
     set_pooling,
 )
 from ..encoders.deep_prompt import DeepPromptHost, default_init_text, text_activations
@@ -60,6 +61,9 @@ class TunedConfig(ConfigDictMixin):
     backbone: str = DEFAULT_BACKBONE
     pooling: str | None = None  # None: the backbone's own (MiniLM: mean; paper's BERT DPR: cls)
     score_function: str = "dot"  # paper: inner product
+    # None: the backbone's own (MiniLM ends with Normalize); False: raw pooled vectors (GPL's and
+    # ART's dot-product students, whose teachers' scores are unbounded); True: unit vectors
+    normalize: bool | None = None
     max_seq_length: int | None = None  # None: the backbone's own (MiniLM: 256; paper: 256)
     # --- prompts (pt2-dpr, prompt)
     prefix_length: int = 32  # paper: 100 (code: 64)
@@ -119,6 +123,7 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     def __init__(self, config: TunedConfig, backbone_model=None):
         model = backbone_model if backbone_model is not None else load_backbone(config.backbone)
         set_pooling(model, config.pooling)
+        set_normalize(model, config.normalize)
         super().__init__(model, score_function=config.score_function, max_seq_length=config.max_seq_length)
         self.config = config
         self.method = config.method

@@ -4,7 +4,8 @@ Tam et al. 2022 (seed 000), section 5 and appendix B.1 train DPR, PT2-DPR and th
 variants with one recipe: DPR's in-batch negative loss (optionally with a hard negative),
 AdamW with a linear schedule after 5% warm-up. :func:`train` does that for any
 :class:`~beir_peft.models.tuned.TunedRetriever` (``pt2-dpr``, ``prompt``, ``bitfit``, ``lora``,
-``ft``) through ``accelerate`` (one CPU, one GPU, or ``accelerate launch`` over many), with:
+``ft``) through ``accelerate`` in one process (tested on the CPU; a GPU when one is visible). Multi-process
+training is not supported yet: in-batch negatives would not be gathered across processes. With:
 
 * batches without duplicate queries or passages (sentence-transformers' ``NoDuplicatesBatchSampler``:
   a duplicate would be an in-batch *false* negative);

@@ -112,8 +112,8 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     """A frozen backbone plus the trained part named by ``config.method``.
 
     ``retriever.module`` is the ``nn.Module`` that owns every trainable parameter (hand it to an
-    optimizer, to ``accelerate``, or to DDP); ``retriever.trainable_state_dict()`` is exactly what a
-    saved folder stores.
+    optimizer or to ``accelerate``); ``retriever.trainable_state_dict()`` is exactly what a saved
+    folder stores.
     """
 
     def __init__(self, config: TunedConfig, backbone_model=None):
@@ -263,8 +263,8 @@ def _used_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
 class _RetrieverModule(nn.Module):
     """The retriever as one ``nn.Module``: ``forward(features, side) -> (batch, dim)`` embeddings.
 
-    Training goes through this module so that DDP / accelerate see (and synchronise) every
-    trainable parameter: the backbone's and the prompts'.
+    Training goes through this module so that the optimizer and ``accelerate`` see every trainable
+    parameter: the backbone's and the prompts'.
     """
 
     def __init__(self, retriever: TunedRetriever):

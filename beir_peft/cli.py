@@ -207,6 +207,10 @@ TRAIN_METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "pt2-colbert", "co
 LATE_INTERACTION = ("pt2-colbert", "colbert-ft")
 #: GPL's presets (beir_peft.methods.gpl.PRESETS), named here so --help needs no torch import
 PRESET_NAMES = ("paper", "small", "tiny")
+#: `train`'s presets (beir_peft.methods.train_presets.TRAIN_PRESETS)
+TRAIN_PRESET_NAMES = ("paper",)
+#: TrainingConfig fields whose `train` option has another name
+TRAINING_OPTION_NAMES = {"backbone_dropout": "no_backbone_dropout"}
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -229,6 +233,13 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.argument("method", type=click.Choice(TRAIN_METHODS))
 @click.option(
     "--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset)."
+)
+@click.option(
+    "--preset",
+    type=click.Choice(TRAIN_PRESET_NAMES),
+    default=None,
+    help="pt2-dpr: paper = Tam et al. 2022 appendix B.1 (prefix 100, no gate, random init, cls pooling, "
+    "lr 1e-2, batch 128, scale 1, one BM25 hard negative, 40 epochs); options given explicitly override it.",
 )
 @click.option(
     "--split",
@@ -260,7 +271,7 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
     "--hard-negatives",
     default=None,
     type=click.IntRange(min=0),
-    help="Hard negatives per query [default: 0; ColBERT methods: 1].",
+    help="Hard negatives per query [default: 0; ColBERT methods and --preset paper: 1].",
 )
 @click.option(
     "--negatives",
@@ -269,6 +280,11 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
     default="backbone",
     show_default=True,
     help="Who mines the hard negatives: the starting backbone (dense) or BM25 (bm25s).",
+)
+@click.option(
+    "--in-batch-negatives",
+    is_flag=True,
+    help="pt2-colbert, colbert-ft: also score the batch's other passages, besides the hard negatives.",
 )
 @click.option(
     "--scale",
@@ -312,9 +328,12 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 )
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --output holds a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
 def train(
+    ctx,
     method,
     dataset,
+    preset,
     split,
     output,
     backbone,
@@ -324,6 +343,7 @@ def train(
     max_steps,
     hard_negatives,
     negative_miner,
+    in_batch_negatives,
     scale,
     checkpoint_every,
     seed,
@@ -347,27 +367,37 @@ def train(
     check_output_folder(output, resume, overwrite)
     if quiet:
         _quiet_libraries()
-    if hard_negatives is None:
-        hard_negatives = int(method in LATE_INTERACTION)
-    if negative_miner != "backbone" and not hard_negatives:
-        raise click.UsageError(f"--negatives {negative_miner} needs --hard-negatives 1 or more")
+    if in_batch_negatives and method not in LATE_INTERACTION:
+        raise click.UsageError(
+            "--in-batch-negatives: only for pt2-colbert and colbert-ft (dual encoders always use them)"
+        )
     options = _options(settings)
     if prefix_length is not None:
         options["prefix_length"] = prefix_length
     if pooling is not None:
         options["pooling"] = pooling
-    config = TrainingConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        max_steps=max_steps,
-        hard_negatives=hard_negatives,
-        negative_miner=negative_miner,
-        scale=scale,
-        checkpoint_every=checkpoint_every,
-        seed=seed,
-        backbone_dropout=not no_backbone_dropout,
-    )
+    settings_given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_steps": max_steps,
+        "hard_negatives": hard_negatives,
+        "negative_miner": negative_miner,
+        "in_batch_negatives": True if in_batch_negatives else None,
+        "scale": scale,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+        "backbone_dropout": not no_backbone_dropout,
+    }
+    if preset is not None:
+        options, settings_given = _apply_train_preset(ctx, preset, method, options, settings_given)
+    if settings_given["hard_negatives"] is None:
+        settings_given["hard_negatives"] = int(method in LATE_INTERACTION)
+    if not settings_given["hard_negatives"] and not _given(ctx, "negative_miner"):
+        settings_given["negative_miner"] = "backbone"  # a preset's miner has nothing to mine
+    if settings_given["negative_miner"] != "backbone" and not settings_given["hard_negatives"]:
+        raise click.UsageError(f"--negatives {negative_miner} needs --hard-negatives 1 or more")
+    config = TrainingConfig(**settings_given)
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     import torch
 
@@ -386,6 +416,27 @@ def train(
         f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset {dataset or DEMO_DATASET}",
         err=True,
     )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (on the command line or through the environment)."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _apply_train_preset(
+    ctx: click.Context, name: str, method: str, options: dict, settings: dict
+) -> tuple[dict, dict]:
+    """Model options and TrainingConfig settings with the preset's values where the user gave none."""
+    from .methods.train_presets import train_preset
+
+    chosen = train_preset(name, method)
+    settings = dict(settings)
+    for key, value in chosen.training.items():
+        if not _given(ctx, TRAINING_OPTION_NAMES.get(key, key)):
+            settings[key] = value
+    return {**chosen.model, **options}, {**settings, "preset": name}
 
 
 # ------------------------------------------------------------------------------------- analyze

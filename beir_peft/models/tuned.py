@@ -287,9 +287,12 @@ class PT2DPR(TunedRetriever):
     (default: the backbone's own). ``PT2DPR()`` builds an untrained model on
     ``sentence-transformers/all-MiniLM-L6-v2`` (the installed offline copy when there is one).
 
-    The paper's exact setting is ``PT2DPR(backbone="bert-base-uncased", pooling="cls",
-    prefix_length=100, gate=False, init="random")``; the defaults here are the recipe that works on
-    a strong pretrained retriever, with the evidence in docs/results.md.
+    The paper's model options (prefix 100, no gate, random init, ``cls`` pooling, 256 tokens) are
+    ``PT2DPR("bert-base-uncased", **train_preset("paper", "pt2-dpr").model)``
+    (:mod:`beir_peft.methods.train_presets`); its *training* settings (lr 1e-2, batch 128, scale 1,
+    one hard negative, 40 epochs) are ``TrainingConfig.from_preset("paper")``, and
+    ``beir-peft train pt2-dpr --preset paper`` sets both. The defaults here are the recipe that
+    works on a strong pretrained retriever, with the evidence in docs/results.md.
 
     Example::
 

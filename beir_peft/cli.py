@@ -102,6 +102,12 @@ def cli(verbose: bool) -> None:
     help="--search ann: a faiss index_factory string (inner product), e.g. IVF4096,PQ16 or Flat "
     "[default: IVF-PQ sized to the corpus].",
 )
+@click.option(
+    "--faiss-gpu",
+    is_flag=True,
+    help="--search faiss-flat or ann: search the faiss index on all visible GPUs (needs faiss-gpu: "
+    'pip install "beir-peft[gpu]"; untested on a GPU here).',
+)
 @click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
 @click.option(
     "--keep-identical-ids",
@@ -122,6 +128,7 @@ def evaluate(
     candidates_per_token,
     nprobe,
     index_factory,
+    faiss_gpu,
     device,
     keep_identical_ids,
     quiet,
@@ -146,6 +153,11 @@ def evaluate(
     if ann_options and search != "ann":
         flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
         raise click.UsageError(f"{flags}: only for --search ann")
+    search_options = dict(ann_options)
+    if faiss_gpu:
+        if search not in ("faiss-flat", "ann"):
+            raise click.UsageError("--faiss-gpu: only for --search faiss-flat or ann (faiss-gpu has no HNSW)")
+        search_options["use_gpu"] = True
     if quiet:
         _quiet_libraries()
     data = load_dataset(dataset or DEMO_DATASET, split=split)
@@ -162,7 +174,7 @@ def evaluate(
         ignore_identical_ids=not keep_identical_ids,
         index_dir=index_dir,
         show_progress_bar=not quiet,
-        search_options=ann_options,
+        search_options=search_options,
         config={
             "dataset": data.name,
             "dataset_path": str(data.path),

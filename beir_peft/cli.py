@@ -388,7 +388,7 @@ def train(
         options["prefix_length"] = prefix_length
     if pooling is not None:
         options["pooling"] = pooling
-    settings_given = {
+    training_settings = {
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -402,14 +402,14 @@ def train(
         "backbone_dropout": not no_backbone_dropout,
     }
     if preset is not None:
-        options, settings_given = _apply_train_preset(ctx, preset, method, options, settings_given)
-    if settings_given["hard_negatives"] is None:
-        settings_given["hard_negatives"] = int(method in LATE_INTERACTION)
-    if not settings_given["hard_negatives"] and not _given(ctx, "negative_miner"):
-        settings_given["negative_miner"] = "backbone"  # a preset's miner has nothing to mine
-    if settings_given["negative_miner"] != "backbone" and not settings_given["hard_negatives"]:
+        options, training_settings = _apply_train_preset(ctx, preset, method, options, training_settings)
+    if training_settings["hard_negatives"] is None:
+        training_settings["hard_negatives"] = int(method in LATE_INTERACTION)
+    if not training_settings["hard_negatives"] and not _given(ctx, "negative_miner"):
+        training_settings["negative_miner"] = "backbone"  # a preset's miner has nothing to mine
+    if training_settings["negative_miner"] != "backbone" and not training_settings["hard_negatives"]:
         raise click.UsageError(f"--negatives {negative_miner} needs --hard-negatives 1 or more")
-    config = TrainingConfig(**settings_given)
+    config = TrainingConfig(**training_settings)
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     import torch
 

@@ -102,6 +102,12 @@ def cli(verbose: bool) -> None:
     help="--search ann: a faiss index_factory string (inner product), e.g. IVF4096,PQ16 or Flat "
     "[default: IVF-PQ sized to the corpus].",
 )
+@click.option(
+    "--faiss-gpu",
+    is_flag=True,
+    help="--search faiss-flat or ann: search the faiss index on all visible GPUs (needs faiss-gpu: "
+    'pip install "beir-peft[gpu]"; untested on a GPU here).',
+)
 @click.option("--device", default=None, help="torch device, e.g. cuda:0 (default: the best available).")
 @click.option(
     "--keep-identical-ids",
@@ -122,6 +128,7 @@ def evaluate(
     candidates_per_token,
     nprobe,
     index_factory,
+    faiss_gpu,
     device,
     keep_identical_ids,
     quiet,
@@ -146,6 +153,11 @@ def evaluate(
     if ann_options and search != "ann":
         flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
         raise click.UsageError(f"{flags}: only for --search ann")
+    search_options = dict(ann_options)
+    if faiss_gpu:
+        if search not in ("faiss-flat", "ann"):
+            raise click.UsageError("--faiss-gpu: only for --search faiss-flat or ann (faiss-gpu has no HNSW)")
+        search_options["use_gpu"] = True
     if quiet:
         _quiet_libraries()
     data = load_dataset(dataset or DEMO_DATASET, split=split)
@@ -162,7 +174,7 @@ def evaluate(
         ignore_identical_ids=not keep_identical_ids,
         index_dir=index_dir,
         show_progress_bar=not quiet,
-        search_options=ann_options,
+        search_options=search_options,
         config={
             "dataset": data.name,
             "dataset_path": str(data.path),
@@ -207,6 +219,10 @@ TRAIN_METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "pt2-colbert", "co
 LATE_INTERACTION = ("pt2-colbert", "colbert-ft")
 #: GPL's presets (beir_peft.methods.gpl.PRESETS), named here so --help needs no torch import
 PRESET_NAMES = ("paper", "small", "tiny")
+#: `train`'s presets (beir_peft.methods.train_presets.TRAIN_PRESETS)
+TRAIN_PRESET_NAMES = ("paper",)
+#: TrainingConfig fields whose `train` option has another name
+TRAINING_OPTION_NAMES = {"backbone_dropout": "no_backbone_dropout"}
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -229,6 +245,13 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.argument("method", type=click.Choice(TRAIN_METHODS))
 @click.option(
     "--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset)."
+)
+@click.option(
+    "--preset",
+    type=click.Choice(TRAIN_PRESET_NAMES),
+    default=None,
+    help="pt2-dpr: paper = Tam et al. 2022 appendix B.1 (prefix 100, no gate, random init, cls pooling, "
+    "lr 1e-2, batch 128, scale 1, one BM25 hard negative, 40 epochs); options given explicitly override it.",
 )
 @click.option(
     "--split",
@@ -260,7 +283,7 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
     "--hard-negatives",
     default=None,
     type=click.IntRange(min=0),
-    help="Hard negatives per query [default: 0; ColBERT methods: 1].",
+    help="Hard negatives per query [default: 0; ColBERT methods and --preset paper: 1].",
 )
 @click.option(
     "--negatives",
@@ -269,6 +292,11 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
     default="backbone",
     show_default=True,
     help="Who mines the hard negatives: the starting backbone (dense) or BM25 (bm25s).",
+)
+@click.option(
+    "--in-batch-negatives",
+    is_flag=True,
+    help="pt2-colbert, colbert-ft: also score the batch's other passages, besides the hard negatives.",
 )
 @click.option(
     "--scale",
@@ -312,9 +340,12 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 )
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --output holds a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
 def train(
+    ctx,
     method,
     dataset,
+    preset,
     split,
     output,
     backbone,
@@ -324,6 +355,7 @@ def train(
     max_steps,
     hard_negatives,
     negative_miner,
+    in_batch_negatives,
     scale,
     checkpoint_every,
     seed,
@@ -347,27 +379,37 @@ def train(
     check_output_folder(output, resume, overwrite)
     if quiet:
         _quiet_libraries()
-    if hard_negatives is None:
-        hard_negatives = int(method in LATE_INTERACTION)
-    if negative_miner != "backbone" and not hard_negatives:
-        raise click.UsageError(f"--negatives {negative_miner} needs --hard-negatives 1 or more")
+    if in_batch_negatives and method not in LATE_INTERACTION:
+        raise click.UsageError(
+            "--in-batch-negatives: only for pt2-colbert and colbert-ft (dual encoders always use them)"
+        )
     options = _options(settings)
     if prefix_length is not None:
         options["prefix_length"] = prefix_length
     if pooling is not None:
         options["pooling"] = pooling
-    config = TrainingConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        max_steps=max_steps,
-        hard_negatives=hard_negatives,
-        negative_miner=negative_miner,
-        scale=scale,
-        checkpoint_every=checkpoint_every,
-        seed=seed,
-        backbone_dropout=not no_backbone_dropout,
-    )
+    training_settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_steps": max_steps,
+        "hard_negatives": hard_negatives,
+        "negative_miner": negative_miner,
+        "in_batch_negatives": True if in_batch_negatives else None,
+        "scale": scale,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+        "backbone_dropout": not no_backbone_dropout,
+    }
+    if preset is not None:
+        options, training_settings = _apply_train_preset(ctx, preset, method, options, training_settings)
+    if training_settings["hard_negatives"] is None:
+        training_settings["hard_negatives"] = int(method in LATE_INTERACTION)
+    if not training_settings["hard_negatives"] and not _given(ctx, "negative_miner"):
+        training_settings["negative_miner"] = "backbone"  # a preset's miner has nothing to mine
+    if training_settings["negative_miner"] != "backbone" and not training_settings["hard_negatives"]:
+        raise click.UsageError(f"--negatives {negative_miner} needs --hard-negatives 1 or more")
+    config = TrainingConfig(**training_settings)
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     import torch
 
@@ -386,6 +428,27 @@ def train(
         f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset {dataset or DEMO_DATASET}",
         err=True,
     )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (on the command line or through the environment)."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _apply_train_preset(
+    ctx: click.Context, name: str, method: str, options: dict, settings: dict
+) -> tuple[dict, dict]:
+    """Model options and TrainingConfig settings with the preset's values where the user gave none."""
+    from .methods.train_presets import train_preset
+
+    chosen = train_preset(name, method)
+    settings = dict(settings)
+    for key, value in chosen.training.items():
+        if not _given(ctx, TRAINING_OPTION_NAMES.get(key, key)):
+            settings[key] = value
+    return {**chosen.model, **options}, {**settings, "preset": name}
 
 
 # ------------------------------------------------------------------------------------- analyze

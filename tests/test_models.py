@@ -289,3 +289,58 @@ def test_normalize_option_drops_or_adds_the_final_normalize(tiny, tmp_path):
     unit = build_retriever("ft", tiny, normalize=True)
     np.testing.assert_allclose(np.linalg.norm(unit.encode(TEXTS, side=QUERY), axis=1), 1.0, atol=1e-5)
     assert build_retriever("ft", tiny).config.normalize is None  # the backbone's own pipeline
+
+# ----------------------------------------------------------------- which encoders take deep prompts
+_TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "intermediate_size": 37, "max_position_embeddings": 64}  # fmt: skip
+
+
+def _tiny_encoder(kind: str):
+    import transformers
+
+    config_class, model_class, extra = {
+        "bert": ("BertConfig", "BertModel", {}),
+        "roberta": ("RobertaConfig", "RobertaModel", {}),
+        "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaModel", {}),
+        "camembert": ("CamembertConfig", "CamembertModel", {}),
+        "electra": ("ElectraConfig", "ElectraModel", {"embedding_size": 32}),
+        "ernie": ("ErnieConfig", "ErnieModel", {}),
+        "mpnet": ("MPNetConfig", "MPNetModel", {}),
+    }[kind]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(**_TINY, **extra)
+    return getattr(transformers, model_class)(config).eval()
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"])
+def test_supported_encoders_take_deep_prompts(kind):
+    """Every encoder SUPPORTED_ENCODERS names really routes its attention through the prompt."""
+    from beir_peft.encoders.deep_prompt import DeepPromptHost
+
+    model = _tiny_encoder(kind)
+    ids = torch.randint(5, 100, (2, 7))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        stock_out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        host = DeepPromptHost(model)
+        prompt = host.new_prompt(length=3, gate=False).eval()
+        plain = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        with host.use(prompt):
+            prompted = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert host.num_layers == 2
+    torch.testing.assert_close(plain, stock_out)
+    assert not torch.allclose(prompted, stock_out, atol=1e-4)
+
+
+def test_mpnet_is_refused_and_not_named_as_supported():
+    from beir_peft.encoders.deep_prompt import SUPPORTED_ENCODERS, DeepPromptHost
+
+    with pytest.raises(ConfigError) as error:
+        DeepPromptHost(_tiny_encoder("mpnet"))
+    message = str(error.value)
+    assert message.startswith("MPNetModel has no attention layers")
+    assert "MPNet computes its attention in its own forward and is not supported yet" in message
+    supported = message.split("supported: ", 1)[1].split(";", 1)[0]
+    assert "mpnet" not in supported.lower()
+    assert not any("mpnet" in name.lower() for name in SUPPORTED_ENCODERS)
+    assert "\n" not in message

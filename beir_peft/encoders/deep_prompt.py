@@ -6,9 +6,10 @@ values, ``head = Attn(x W_q, [P_k; x W_k], [P_v; x W_v])``. P-Tuning v2 drops pr
 reparameterisation MLP (kept here as ``projection=True``) and applies dropout to the prefix.
 
 How it is wired: the prefix enters through a registered ``transformers`` attention function
-(``"beir_peft_deep_prompt"``), so any encoder whose attention dispatches through
-``ALL_ATTENTION_FUNCTIONS`` (BERT, RoBERTa, XLM-R, MPNet, ... under transformers 5) gets deep prompts
-without forking its modelling code. With no prompt active the function *is* stock SDPA, so a frozen
+(``"beir_peft_deep_prompt"``), so an encoder whose attention dispatches through
+``ALL_ATTENTION_FUNCTIONS`` gets deep prompts without forking its modelling code. Under
+transformers 5 that is checked (tests/test_models.py) for :data:`SUPPORTED_ENCODERS`; MPNet computes
+its attention (with a relative position bias) in its own forward and is refused. With no prompt active the function *is* stock SDPA, so a frozen
 backbone shared by several prompts (query side, passage side) behaves exactly as the original.
 
 Two choices that differ from peft's prefix tuning, both faithful to the authors' PT-Retrieval code:
@@ -24,7 +25,7 @@ starts *exactly* at the zero-shot backbone instead of below it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +37,8 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from ..errors import ConfigError
 
 ATTENTION_NAME = "beir_peft_deep_prompt"
+#: encoders whose self-attention is checked to dispatch through the attention interface (transformers 5)
+SUPPORTED_ENCODERS = ("BERT (e.g. MiniLM)", "RoBERTa", "XLM-R", "CamemBERT", "ELECTRA", "ERNIE")
 
 
 @dataclass
@@ -210,7 +213,8 @@ class DeepPromptHost:
         if not modules:
             raise ConfigError(
                 f"{type(model).__name__} has no attention layers that dispatch through transformers' "
-                "attention interface; deep prompts need one (BERT, RoBERTa, MPNet, XLM-R, ...)"
+                f"attention interface, which deep prompts need (supported: {', '.join(SUPPORTED_ENCODERS)}; "
+                "MPNet computes its attention in its own forward and is not supported yet)"
             )
         self.model = model
         self.num_layers = len(modules)
@@ -329,29 +333,12 @@ def default_init_text() -> str:
     )
 
 
-def init_text_from_passages(passages: Sequence[str], max_chars: int = 2000) -> str:
-    """Concatenate a few training passages into the text a prefix is initialised from."""
-    text = " ".join(p.strip() for p in passages if p and p.strip())
-    return text[:max_chars] if text else default_init_text()
-
-
-def trainable_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def expected_parameter_count(num_layers: int, num_heads: int, head_dim: int, length: int) -> int:
-    """``length x layers x 2 x hidden``: the paper's count of P-Tuning v2 parameters per encoder."""
-    return length * num_layers * 2 * num_heads * head_dim
-
-
 __all__ = [
     "ATTENTION_NAME",
     "DeepPrompt",
     "DeepPromptHost",
+    "SUPPORTED_ENCODERS",
     "attention_modules",
     "default_init_text",
-    "expected_parameter_count",
-    "init_text_from_passages",
     "text_activations",
-    "trainable_count",
 ]

@@ -25,13 +25,14 @@ class DualEncoderMNRLoss(MultipleNegativesRankingLoss):
 
     Args:
         model: a callable ``model(features, side) -> (batch, dim)``, e.g. ``retriever.module``
-            (or its DDP/accelerate wrapper, so gradients are synchronised).
+            (or its accelerate wrapper).
         scale: multiplier on the similarities before the softmax (1 / temperature). The paper's
             DPR uses 1 with unnormalised [CLS] vectors; for a backbone whose embeddings are
             L2-normalised (all-MiniLM-L6-v2) similarities lie in [-1, 1] and 20 (sentence-
             transformers' default, temperature 0.05) is needed for a useful gradient.
         similarity_fct: ``dot_score`` (the paper) or ``cos_sim``.
-        gather_across_devices: share in-batch negatives across processes in distributed training.
+
+    In-batch negatives are the passages of this process's batch only (training is single-process).
 
     Example::
 
@@ -44,11 +45,8 @@ class DualEncoderMNRLoss(MultipleNegativesRankingLoss):
         model: Callable[[dict[str, torch.Tensor], str], torch.Tensor],
         scale: float = 20.0,
         similarity_fct: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = dot_score,
-        gather_across_devices: bool = False,
     ):
-        super().__init__(
-            model, scale=scale, similarity_fct=similarity_fct, gather_across_devices=gather_across_devices
-        )
+        super().__init__(model, scale=scale, similarity_fct=similarity_fct)
 
     def forward(
         self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor | None = None

@@ -4,7 +4,8 @@ Tam et al. 2022 (seed 000), section 5 and appendix B.1 train DPR, PT2-DPR and th
 variants with one recipe: DPR's in-batch negative loss (optionally with a hard negative),
 AdamW with a linear schedule after 5% warm-up. :func:`train` does that for any
 :class:`~beir_peft.models.tuned.TunedRetriever` (``pt2-dpr``, ``prompt``, ``bitfit``, ``lora``,
-``ft``) through ``accelerate`` (one CPU, one GPU, or ``accelerate launch`` over many), with:
+``ft``) through ``accelerate`` in one process (tested on the CPU; a GPU when one is visible). Multi-process
+training is not supported yet: in-batch negatives would not be gathered across processes. With:
 
 * batches without duplicate queries or passages (sentence-transformers' ``NoDuplicatesBatchSampler``:
   a duplicate would be an in-batch *false* negative);
@@ -102,6 +103,7 @@ class TrainingConfig:
         checkpoint_every: steps between checkpoints (0: none but the final folder).
         keep_checkpoints: how many checkpoints to keep.
         seed: seeds the batch order, dropout and the negatives.
+        preset: the name of the preset the settings came from (recorded only; see :meth:`from_preset`).
     """
 
     epochs: int = 3
@@ -120,6 +122,22 @@ class TrainingConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     seed: int = 42
+    preset: str | None = None
+
+    @classmethod
+    def from_preset(cls, name: str, method: str = "pt2-dpr", **overrides: Any) -> TrainingConfig:
+        """The training settings of preset ``name`` for ``method``, ``overrides`` replacing any of them.
+
+        ``TrainingConfig.from_preset("paper")`` is Tam et al. 2022's appendix B.1 setting for
+        PT2-DPR (:data:`~beir_peft.methods.train_presets.PT2_DPR_PAPER`; its model options are
+        ``train_preset("paper", "pt2-dpr").model``).
+        """
+        from .train_presets import train_preset
+
+        unknown = sorted(set(overrides) - ({f.name for f in dataclasses.fields(cls)} - {"preset"}))
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**{**train_preset(name, method).training, **overrides, "preset": name})
 
     def __post_init__(self):
         checks = [

@@ -512,7 +512,7 @@ class _ColBERTModule(nn.Module):
     """The retriever as one ``nn.Module``: ``forward(features, side) -> (vectors, mask)``.
 
     Owns the encoder (``backbone``), the shared prefix (``prompt``, absent for colbert-ft) and the
-    ``linear`` projection, so that an optimizer, accelerate or DDP see every parameter.
+    ``linear`` projection, so that an optimizer and accelerate see every parameter.
     """
 
     def __init__(

@@ -116,8 +116,8 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     """A frozen backbone plus the trained part named by ``config.method``.
 
     ``retriever.module`` is the ``nn.Module`` that owns every trainable parameter (hand it to an
-    optimizer, to ``accelerate``, or to DDP); ``retriever.trainable_state_dict()`` is exactly what a
-    saved folder stores.
+    optimizer or to ``accelerate``); ``retriever.trainable_state_dict()`` is exactly what a saved
+    folder stores.
     """
 
     def __init__(self, config: TunedConfig, backbone_model=None):
@@ -268,8 +268,8 @@ def _used_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
 class _RetrieverModule(nn.Module):
     """The retriever as one ``nn.Module``: ``forward(features, side) -> (batch, dim)`` embeddings.
 
-    Training goes through this module so that DDP / accelerate see (and synchronise) every
-    trainable parameter: the backbone's and the prompts'.
+    Training goes through this module so that the optimizer and ``accelerate`` see every trainable
+    parameter: the backbone's and the prompts'.
     """
 
     def __init__(self, retriever: TunedRetriever):
@@ -292,9 +292,12 @@ class PT2DPR(TunedRetriever):
     (default: the backbone's own). ``PT2DPR()`` builds an untrained model on
     ``sentence-transformers/all-MiniLM-L6-v2`` (the installed offline copy when there is one).
 
-    The paper's exact setting is ``PT2DPR(backbone="bert-base-uncased", pooling="cls",
-    prefix_length=100, gate=False, init="random")``; the defaults here are the recipe that works on
-    a strong pretrained retriever, with the evidence in docs/results.md.
+    The paper's model options (prefix 100, no gate, random init, ``cls`` pooling, 256 tokens) are
+    ``PT2DPR("bert-base-uncased", **train_preset("paper", "pt2-dpr").model)``
+    (:mod:`beir_peft.methods.train_presets`); its *training* settings (lr 1e-2, batch 128, scale 1,
+    one hard negative, 40 epochs) are ``TrainingConfig.from_preset("paper")``, and
+    ``beir-peft train pt2-dpr --preset paper`` sets both. The defaults here are the recipe that
+    works on a strong pretrained retriever, with the evidence in docs/results.md.
 
     Example::
 

@@ -52,9 +52,6 @@ NEGATIVES_FILE = "hard_negatives.jsonl"
 TRAINING_FILE = "training_data.tsv"
 TSDAE_DIR = "tsdae"
 STUDENTS = ("ft", "pt2-dpr", "lora")
-#: the paper's start checkpoint (a DistilBERT trained with MarginMSE on MS MARCO); offline, the
-#: package's default backbone (all-MiniLM-L6-v2) is used unless --backbone names it
-PAPER_BACKBONE = "GPL/msmarco-distilbert-margin-mse"
 
 #: steps, warm-up and the generated-query budget; "paper" is section 4's setting
 PRESETS: dict[str, dict[str, int]] = {

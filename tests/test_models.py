@@ -290,6 +290,7 @@ def test_normalize_option_drops_or_adds_the_final_normalize(tiny, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(unit.encode(TEXTS, side=QUERY), axis=1), 1.0, atol=1e-5)
     assert build_retriever("ft", tiny).config.normalize is None  # the backbone's own pipeline
 
+
 # ----------------------------------------------------------------- which encoders take deep prompts
 _TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
          "intermediate_size": 37, "max_position_embeddings": 64}  # fmt: skip

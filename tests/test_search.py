@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 
@@ -27,6 +28,10 @@ class CharModel:
     def __init__(self) -> None:
         self.corpus_calls = 0
         self.query_calls = 0
+
+    def fingerprint(self) -> str:
+        """Its vectors depend on the text alone: every CharModel encodes alike (saved indexes are keyed by this)."""
+        return "char-bag-32"
 
     @staticmethod
     def vector(text: str) -> np.ndarray:
@@ -73,6 +78,9 @@ class TableModel(CharModel):
     def __init__(self, docs: np.ndarray, queries: np.ndarray) -> None:
         super().__init__()
         self.docs, self.queries = docs, queries
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.docs.tobytes() + self.queries.tobytes()).hexdigest()[:16]
 
     def vector(self, text: str) -> np.ndarray:
         table = self.docs if text.startswith("d") else self.queries

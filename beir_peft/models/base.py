@@ -20,6 +20,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from ..errors import ConfigError
+from .fingerprint import VectorFingerprintMixin
 
 QUERY = "query"
 PASSAGE = "passage"
@@ -38,13 +39,16 @@ def passage_text(doc: Mapping[str, Any] | str) -> str:
     return f"{title} {text}".strip() if title else text
 
 
-class DenseRetriever:
+class DenseRetriever(VectorFingerprintMixin):
     """A BEIR dense model over a sentence-transformers pipeline.
 
     Args:
         model: the sentence-transformers pipeline (transformer, pooling, optional normalize).
         score_function: ``"dot"`` or ``"cos_sim"``, what BEIR's searchers should rank by.
         max_seq_length: overrides the pipeline's maximum input length when given.
+
+    ``fingerprint()`` (see :mod:`beir_peft.models.fingerprint`) digests every weight of
+    :meth:`trainable_module` and :meth:`fingerprint_settings`; saved indexes are keyed by it.
     """
 
     #: the method name written into saved configs; subclasses override.
@@ -122,6 +126,18 @@ class DenseRetriever:
         """The module holding every parameter of the retriever (the pipeline itself here)."""
         return getattr(self, "module", None) or self.model
 
+    def fingerprint_module(self) -> torch.nn.Module:
+        return self.trainable_module()
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The score function and, per side, the pipeline's modules with their options, maximum
+        input length, tokenizer and prompts: what changes the vectors besides the weights."""
+        return {
+            **super().fingerprint_settings(),
+            "score_function": self.score_function,
+            "pipelines": {side: _pipeline_settings(self.pipeline(side)) for side in SIDES},
+        }
+
     @contextlib.contextmanager
     def encoding_side(self, side: str) -> Iterator[None]:
         """Context in which the pipeline encodes ``side``; the base class is symmetric."""
@@ -152,6 +168,22 @@ class DenseRetriever:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r}, score_function={self.score_function!r})"
+
+
+def _pipeline_settings(pipeline: SentenceTransformer) -> dict[str, Any]:
+    """The options of a sentence-transformers pipeline that shape its vectors (not its weights)."""
+    tokenizer = getattr(pipeline, "tokenizer", None)
+    return {
+        "modules": [
+            [type(module).__name__, module.get_config_dict() if hasattr(module, "get_config_dict") else None]
+            for module in pipeline
+        ],
+        "max_seq_length": getattr(pipeline, "max_seq_length", None),
+        "do_lower_case": getattr(pipeline[0], "do_lower_case", None) if len(pipeline) else None,
+        "tokenizer": [type(tokenizer).__name__, len(tokenizer) if tokenizer is not None else None],
+        "prompts": getattr(pipeline, "prompts", None),
+        "default_prompt_name": getattr(pipeline, "default_prompt_name", None),
+    }
 
 
 @contextlib.contextmanager

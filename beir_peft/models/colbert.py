@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,6 +59,7 @@ from ..encoders.backbone import (
 from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text, text_activations
 from ..errors import ConfigError
 from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
+from .fingerprint import VectorFingerprintMixin
 from .trainable import ConfigDictMixin, TrainableStateMixin
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def maxsim(
     return best.sum(dim=-1)
 
 
-class PT2ColBERT(TrainableStateMixin):
+class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
     """A ColBERT late-interaction retriever on a (frozen) sentence-transformers backbone.
 
     ``method="pt2-colbert"`` (default): the backbone is frozen; one deep prefix (P-Tuning v2, shared
@@ -468,25 +468,10 @@ class PT2ColBERT(TrainableStateMixin):
             yield
 
     # ------------------------------------------------------------------ identity
-    def fingerprint(self) -> str:
-        """A hash of the config and the trained tensors: tells two checkpoints apart (index caches).
-
-        Cached until a trained tensor changes: in-place updates (optimizer steps, ``load_*``) bump
-        the tensor's version counter and moves change its storage, and either invalidates the cache,
-        so searching one query at a time does not re-hash every weight each time.
-        """
-        config = repr(sorted(self.config.to_dict().items()))
-        state = sorted(self.trainable_state_dict().items())
-        key = (config, tuple((name, t._version, t.data_ptr(), t.device.type) for name, t in state))
-        cached = getattr(self, "_fingerprint_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        digest = hashlib.sha256(config.encode())
-        for name, tensor in state:
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-        self._fingerprint_cache = (key, digest.hexdigest()[:16])
-        return self._fingerprint_cache[1]
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """Every config field (tokenisation, lengths, markers, prefix options); the weights are the
+        module's, the prefix, the linear layer and the backbone (see :mod:`beir_peft.models.fingerprint`)."""
+        return {**super().fingerprint_settings(), "config": self.config.to_dict()}
 
     # ------------------------------------------------------------------ misc
     @property

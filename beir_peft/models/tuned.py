@@ -254,6 +254,10 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             yield
 
     # ------------------------------------------------------------------ description
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The pipeline's settings and every config field (see :mod:`beir_peft.models.fingerprint`)."""
+        return {**super().fingerprint_settings(), "config": self.config.to_dict()}
+
     def describe(self) -> str:
         return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
 

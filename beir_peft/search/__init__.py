@@ -70,7 +70,8 @@ def make_search(
     (``model.score_function == "maxsim"``, e.g. PT2-ColBERT): ``exact`` (MaxSim against every
     document) or ``ann`` (faiss candidates over all token vectors, then exact MaxSim re-ranking).
     ``index_dir`` caches the faiss index or the token vectors (ignored by exact single-vector
-    search); ``kwargs`` go to the searcher (e.g. ``corpus_chunk_size``, ``ef_search``/``use_gpu``
+    search), reused only for the same model fingerprint and corpus (else rebuilt, with a
+    warning); ``kwargs`` go to the searcher (e.g. ``corpus_chunk_size``, ``ef_search``/``use_gpu``
     for faiss, ``candidates_per_token``/``nprobe``/``use_gpu`` for ``ann``).
     """
     from beir.retrieval.search import BaseSearch

@@ -7,8 +7,12 @@ Index folder layout (written by :meth:`FaissSearch.save`, read by :meth:`FaissSe
 
     index.faiss   faiss.write_index of the CPU index
     index.json    {"format", "doc_ids", "index_type", "score_function", "dim", "ntotal",
-                   "hnsw_m", "ef_construction", "model", "index_bytes"}
+                   "hnsw_m", "ef_construction", "model", "fingerprint", "corpus_sha256",
+                   "index_bytes"}
 
+``fingerprint`` is the model's (a digest of its weights and settings, see
+:mod:`beir_peft.models.fingerprint`) and ``corpus_sha256`` the corpus' ids and texts
+(:func:`~beir_peft.search.corpus.corpus_digest`); ``model`` is a description for people only.
 No pickle is involved: doc ids are JSON and the index is faiss' own format.
 """
 
@@ -19,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,15 @@ from tqdm.auto import tqdm
 
 from ..errors import ArtifactError, ConfigError
 from ..io import write_json_atomic
-from .corpus import check_queries, check_top_k, model_description, sanitize_corpus
+from .corpus import (
+    check_queries,
+    check_top_k,
+    corpus_digest,
+    describe_differences,
+    model_description,
+    model_fingerprint,
+    sanitize_corpus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +50,7 @@ INDEX_TYPES = ("flat", "hnsw")
 SCORE_FUNCTIONS = ("dot", "cos_sim")
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fingerprint and corpus_sha256 (a format-1 index is never reused by search)
 
 
 def _as_float32(embeddings: Any) -> np.ndarray:
@@ -61,11 +73,17 @@ class FaissSearch(BaseSearch):
         hnsw_m, ef_construction, ef_search: HNSW graph degree, build and search beam widths.
         use_gpu: move the index to all visible GPUs (faiss-gpu, flat indexes only).
         show_progress_bar: progress bars while encoding and adding to the index.
-        index_dir: a folder caching the index; :meth:`search` reuses an index there built for the
-            same doc ids, index type, score function and model description, else builds and saves
-            one. The model description cannot tell two checkpoints of one class apart: use one
-            ``index_dir`` per model.
+        index_dir: a folder caching the index; :meth:`search` reuses an index there only when it
+            was built for the same model fingerprint (weights and settings), the same corpus (doc
+            ids and texts), index type, HNSW build settings and score function, else builds one and
+            saves it there (see below).
         corpus_chunk_size: passages encoded and added to the index at a time (bounds memory).
+
+    A saved index that does not fit is **rebuilt** (as :class:`~beir_peft.search.maxsim.MaxSimSearch`
+    does) and the new one replaces it in ``index_dir``, with a WARNING naming what differed (model,
+    corpus or setting). A model without a ``fingerprint()`` (an arbitrary BEIR model object) never
+    reuses a saved index, since nothing says which model built it: it is rebuilt, with a WARNING.
+    An index held in memory is reused by later searches under the same rule.
 
     For ``score_function="cos_sim"`` both sides are L2-normalised, so inner product is cosine.
     A document whose id equals the query id is *not* dropped: BEIR's
@@ -109,6 +127,8 @@ class FaissSearch(BaseSearch):
         self._search_index: faiss.Index | None = None  # the index searched (GPU copy or the CPU one)
         self.doc_ids: list[str] = []
         self.score_function: str | None = None
+        self._identity: dict[str, Any] | None = None  # what the held index was built for
+        self._loaded_from: Path | None = None  # the folder the held index was read from, if any
         self.results: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ building
@@ -133,11 +153,29 @@ class FaissSearch(BaseSearch):
             faiss.normalize_L2(array)
         return array
 
+    def expected_identity(self, corpus_sha256: str, score_function: str) -> dict[str, Any]:
+        """What an index must have been built for to serve this searcher on a corpus with digest
+        ``corpus_sha256``: the model fingerprint, the corpus, the index type, the HNSW build
+        settings (HNSW only) and the score function (which decides the L2 normalisation)."""
+        identity = {
+            "fingerprint": model_fingerprint(self.model),
+            "corpus_sha256": corpus_sha256,
+            "index_type": self.index_type,
+            "score_function": score_function,
+        }
+        if self.index_type == "hnsw":
+            identity.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction)
+        return identity
+
     def build(self, corpus: Mapping[str, Mapping[str, Any]], score_function: str) -> None:
         """Encode ``corpus`` chunk by chunk and add it to a fresh index (memory stays bounded)."""
         if score_function not in SCORE_FUNCTIONS:
             raise ConfigError(f"score_function must be one of {SCORE_FUNCTIONS}, got {score_function!r}")
         doc_ids, docs = sanitize_corpus(corpus)
+        self._build(doc_ids, docs, self.expected_identity(corpus_digest(doc_ids, docs), score_function))
+
+    def _build(self, doc_ids: list[str], docs: list[dict[str, Any]], identity: dict[str, Any]) -> None:
+        score_function = identity["score_function"]
         index: faiss.Index | None = None
         starts = range(0, len(docs), self.corpus_chunk_size)
         chunks = tqdm(starts, desc="Indexing corpus", disable=not self.show_progress_bar or len(starts) < 2)
@@ -156,12 +194,20 @@ class FaissSearch(BaseSearch):
             if index is None:
                 index = self._new_index(embeddings.shape[1])
             index.add(embeddings)
-        self._set_index(index, doc_ids, score_function)
+        self._set_index(index, doc_ids, identity)
 
-    def _set_index(self, index: faiss.Index, doc_ids: list[str], score_function: str) -> None:
+    def _set_index(
+        self,
+        index: faiss.Index,
+        doc_ids: list[str],
+        identity: dict[str, Any],
+        loaded_from: Path | None = None,
+    ) -> None:
         self.index = index
         self.doc_ids = list(doc_ids)
-        self.score_function = score_function
+        self.score_function = identity["score_function"]
+        self._identity = dict(identity)
+        self._loaded_from = loaded_from
         if self.index_type == "hnsw":
             index.hnsw.efSearch = self.ef_search
         if self.use_gpu:
@@ -201,6 +247,8 @@ class FaissSearch(BaseSearch):
             "hnsw_m": self.hnsw_m,
             "ef_construction": self.ef_construction,
             "model": model_description(self.model),
+            "fingerprint": self._identity.get("fingerprint") if self._identity else None,
+            "corpus_sha256": self._identity.get("corpus_sha256") if self._identity else None,
             "index_bytes": os.path.getsize(folder / INDEX_FILE),
             "doc_ids": self.doc_ids,
         }
@@ -235,7 +283,8 @@ class FaissSearch(BaseSearch):
         """A searcher over the index saved in ``folder``; ``kwargs`` as for the constructor.
 
         Raises :class:`ArtifactError` when a file is missing or unreadable, or when the index and its
-        metadata disagree (dimension, size, type).
+        metadata disagree (dimension, size, type). :meth:`search` uses the loaded index only when it
+        fits ``model`` and the corpus (see the class docstring); otherwise it warns and rebuilds.
         """
         folder = Path(folder)
         meta = cls.read_meta(folder)
@@ -261,47 +310,67 @@ class FaissSearch(BaseSearch):
         kwargs.setdefault("hnsw_m", meta.get("hnsw_m", 32))
         kwargs.setdefault("ef_construction", meta.get("ef_construction", 200))
         searcher = cls(model, index_type=meta["index_type"], **kwargs)
-        searcher._set_index(index, meta["doc_ids"], meta["score_function"])
+        identity = {
+            "fingerprint": meta.get("fingerprint"),
+            "corpus_sha256": meta.get("corpus_sha256"),
+            "index_type": meta["index_type"],
+            "score_function": meta["score_function"],
+            "hnsw_m": meta.get("hnsw_m"),
+            "ef_construction": meta.get("ef_construction"),
+        }
+        searcher._set_index(index, meta["doc_ids"], identity, loaded_from=folder)
         return searcher
 
     # ------------------------------------------------------------------ searching
-    def _matches(self, doc_ids: Sequence[str], score_function: str) -> bool:
+    def _fits(self, identity: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> bool:
+        """An index built for ``identity`` serves ``expected`` (never for a model without a fingerprint)."""
         return (
-            self.index is not None
-            and self.score_function == score_function
-            and len(self.doc_ids) == len(doc_ids)
-            and set(self.doc_ids) == set(doc_ids)
+            expected["fingerprint"] is not None
+            and identity is not None
+            and {key: identity.get(key) for key in expected} == dict(expected)
         )
 
     def _ensure_index(self, corpus: Mapping[str, Mapping[str, Any]], score_function: str) -> None:
-        """Reuse the index in memory or in ``index_dir`` when it covers ``corpus``, else build it."""
-        doc_ids = list(corpus)
-        if self._matches(doc_ids, score_function):
+        """Reuse the index in memory or in ``index_dir`` when it fits the model and ``corpus``, else
+        build it (and save it to ``index_dir``); a misfit saved index is reported as a WARNING."""
+        doc_ids, docs = sanitize_corpus(corpus)
+        expected = self.expected_identity(corpus_digest(doc_ids, docs), score_function)
+        if self.index is not None and self._fits(self._identity, expected):
             return
+        if self.index is not None and self._loaded_from not in (None, self.index_dir):
+            logger.warning(
+                "The faiss index loaded from %s does not fit this search (%s); rebuilding it",
+                self._loaded_from,
+                self._misfit(self._identity, expected),
+            )
         if self.index_dir is not None and (self.index_dir / META_FILE).is_file():
             try:
                 meta = self.read_meta(self.index_dir)
             except ArtifactError as err:
-                logger.warning("Ignoring the index in %s: %s", self.index_dir, err)
+                logger.warning("Rebuilding the faiss index in %s: %s", self.index_dir, err)
             else:
-                same = (
-                    meta["index_type"] == self.index_type
-                    and meta["score_function"] == score_function
-                    and meta.get("model") == model_description(self.model)
-                    and len(meta["doc_ids"]) == len(doc_ids)
-                    and set(meta["doc_ids"]) == set(doc_ids)
-                )
-                if same:
+                if self._fits(meta, expected):
                     loaded = self.load(self.index_dir, self.model, ef_search=self.ef_search)
                     logger.info("Reusing the faiss index in %s", self.index_dir)
-                    self._set_index(loaded.index, loaded.doc_ids, score_function)
+                    self._set_index(loaded.index, loaded.doc_ids, expected, loaded_from=self.index_dir)
                     return
-                logger.info(
-                    "The index in %s was built for another corpus or setting; rebuilding", self.index_dir
+                logger.warning(
+                    "The faiss index in %s does not fit this search (%s); rebuilding it, and the new "
+                    "index replaces it there",
+                    self.index_dir,
+                    self._misfit(meta, expected),
                 )
-        self.build(corpus, score_function)
+        self._build(doc_ids, docs, expected)
         if self.index_dir is not None:
             self.save(self.index_dir)
+
+    def _misfit(self, saved: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> str:
+        if expected["fingerprint"] is None:
+            return (
+                f"{model_description(self.model)} has no fingerprint(), so nothing tells whether it built "
+                "the index"
+            )
+        return describe_differences(saved or {}, expected)
 
     def search(
         self,

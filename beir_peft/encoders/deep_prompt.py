@@ -9,8 +9,10 @@ How it is wired: the prefix enters through a registered ``transformers`` attenti
 (``"beir_peft_deep_prompt"``), so an encoder whose attention dispatches through
 ``ALL_ATTENTION_FUNCTIONS`` gets deep prompts without forking its modelling code. Under
 transformers 5 that is checked (tests/test_models.py) for :data:`SUPPORTED_ENCODERS`; MPNet computes
-its attention (with a relative position bias) in its own forward and is refused. With no prompt active the function *is* stock SDPA, so a frozen
-backbone shared by several prompts (query side, passage side) behaves exactly as the original.
+its attention (with a relative position bias) in its own forward and is refused. With no prompt
+active the function *is* stock SDPA, so a frozen backbone shared by several prompts (query side,
+passage side, other retrievers' prompts: one :class:`DeepPromptHost` per encoder, shared) behaves
+exactly as the original.
 
 Two choices that differ from peft's prefix tuning, both faithful to the authors' PT-Retrieval code:
 position ids are not shifted by the prefix length (``shift_positions=False``), and
@@ -39,6 +41,8 @@ from ..errors import ConfigError
 ATTENTION_NAME = "beir_peft_deep_prompt"
 #: encoders whose self-attention is checked to dispatch through the attention interface (transformers 5)
 SUPPORTED_ENCODERS = ("BERT (e.g. MiniLM)", "RoBERTa", "XLM-R", "CamemBERT", "ELECTRA", "ERNIE")
+#: where an encoder keeps its one DeepPromptHost (see DeepPromptHost.of)
+_HOST_ATTRIBUTE = "_beir_peft_deep_prompt_host"
 
 
 @dataclass
@@ -196,11 +200,17 @@ def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
 class DeepPromptHost:
     """Installs the deep-prompt attention into a ``transformers`` encoder and switches prompts.
 
-    One host per backbone; any number of :class:`DeepPrompt` modules can take turns::
+    One host per backbone, shared by every retriever on it (:meth:`of` returns the host already
+    attached to the encoder, creating it once); any number of :class:`DeepPrompt` modules, of any
+    number of retrievers, take turns::
 
-        host = DeepPromptHost(hf_model)
+        host = DeepPromptHost.of(hf_model)
         with host.use(query_prompt):
             embeddings = model(features)
+
+    Outside a ``use`` block the encoder computes exactly what it did before the host was attached.
+    What the host fixes for every prompt on the backbone (``shift_positions``) is set by the first
+    request; a later request asking for another value is a :class:`ConfigError`.
 
     Args:
         model: the Hugging Face encoder (e.g. ``SentenceTransformer[0].auto_model``).
@@ -208,7 +218,24 @@ class DeepPromptHost:
             Default ``False``: positions start at 0, as in the authors' code.
     """
 
+    @classmethod
+    def of(cls, model: PreTrainedModel, shift_positions: bool = False) -> DeepPromptHost:
+        """The host attached to ``model``, created on the first call."""
+        host = model.__dict__.get(_HOST_ATTRIBUTE)
+        if host is None:
+            return cls(model, shift_positions=shift_positions)
+        if host.shift_positions != shift_positions:
+            raise ConfigError(
+                f"the backbone's deep prompts already run with shift_positions={host.shift_positions}; "
+                f"a prompt with shift_positions={shift_positions} cannot share it (load another copy)"
+            )
+        return host
+
     def __init__(self, model: PreTrainedModel, shift_positions: bool = False):
+        if model.__dict__.get(_HOST_ATTRIBUTE) is not None:
+            raise ConfigError(
+                f"{type(model).__name__} already has a deep-prompt host; get it with DeepPromptHost.of(model)"
+            )
         modules = attention_modules(model)
         if not modules:
             raise ConfigError(
@@ -234,6 +261,7 @@ class DeepPromptHost:
             if embeddings is None:
                 raise ConfigError(f"{type(model).__name__} has no embeddings module to shift positions in")
             embeddings.register_forward_pre_hook(self._shift_positions, with_kwargs=True)
+        model.__dict__[_HOST_ATTRIBUTE] = self
 
     def new_prompt(self, **kwargs) -> DeepPrompt:
         """A :class:`DeepPrompt` shaped for this backbone."""

@@ -21,6 +21,9 @@ from transformers import PreTrainedModel
 
 from ..errors import ConfigError
 
+#: where a sentence-transformers Transformer module keeps its one InputPromptHost (see InputPromptHost.of)
+_HOST_ATTRIBUTE = "_beir_peft_input_prompt_host"
+
 
 class InputPrompt(nn.Module):
     """``length`` trainable input embeddings, shape ``(length, hidden)``."""
@@ -44,15 +47,30 @@ class InputPromptHost:
     ``with host.use(prompt): model(features)``; outside a ``use`` block the encoder is untouched.
     The hooks sit on the sentence-transformers module (which is called as a module) rather than on
     the Hugging Face encoder, whose ``forward`` sentence-transformers calls directly.
+
+    One host per ``Transformer`` module, shared by every retriever on it: :meth:`of` returns the
+    host already attached, creating it once (so the hooks are registered once, however many
+    retrievers take turns on the backbone).
     """
 
+    @classmethod
+    def of(cls, transformer_module: nn.Module, model: PreTrainedModel) -> InputPromptHost:
+        """The host attached to ``transformer_module``, created on the first call."""
+        host = transformer_module.__dict__.get(_HOST_ATTRIBUTE)
+        return host if host is not None else cls(transformer_module, model)
+
     def __init__(self, transformer_module: nn.Module, model: PreTrainedModel):
+        if transformer_module.__dict__.get(_HOST_ATTRIBUTE) is not None:
+            raise ConfigError(
+                "the Transformer module already has an input-prompt host; get it with InputPromptHost.of"
+            )
         self.embeddings = model.get_input_embeddings()
         self.hidden_size = int(self.embeddings.embedding_dim)
         self.active: InputPrompt | None = None
         self._stash: dict = {}
         transformer_module.register_forward_pre_hook(self._before_forward, with_kwargs=True)
         transformer_module.register_forward_hook(self._after_forward)
+        transformer_module.__dict__[_HOST_ATTRIBUTE] = self
 
     def new_prompt(self, length: int, init_from_vocab: bool = True) -> InputPrompt:
         """A prompt initialised from random vocabulary embeddings (Lester et al.'s best init) or N(0, 0.02)."""

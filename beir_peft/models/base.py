@@ -45,7 +45,10 @@ class DenseRetriever(VectorFingerprintMixin):
     Args:
         model: the sentence-transformers pipeline (transformer, pooling, optional normalize).
         score_function: ``"dot"`` or ``"cos_sim"``, what BEIR's searchers should rank by.
-        max_seq_length: overrides the pipeline's maximum input length when given.
+        max_seq_length: the longest input (tokens) this retriever encodes; ``None``: the pipeline's
+            own. Kept on the retriever (:attr:`max_seq_length`) and applied around each
+            :meth:`encode` / :meth:`tokenize` call, never written into the pipeline for good: it
+            lives on the backbone's tokenizer, which every retriever on the backbone shares.
 
     ``fingerprint()`` (see :mod:`beir_peft.models.fingerprint`) digests every weight of
     :meth:`trainable_module` and :meth:`fingerprint_settings`; saved indexes are keyed by it.
@@ -61,8 +64,7 @@ class DenseRetriever(VectorFingerprintMixin):
             raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {score_function!r}")
         self.model = model
         self.score_function = score_function
-        if max_seq_length is not None:
-            self.model.max_seq_length = int(max_seq_length)
+        self.max_seq_length = int(max_seq_length) if max_seq_length is not None else None
 
     # ------------------------------------------------------------------ BEIR interface
     def encode_queries(
@@ -106,7 +108,7 @@ class DenseRetriever(VectorFingerprintMixin):
         if not texts:
             empty = torch.zeros(0, dim) if convert_to_tensor else np.zeros((0, dim), dtype=np.float32)
             return empty
-        with self.encoding_side(side), _inference_mode(self.trainable_module()):
+        with self.encoding_side(side), self._input_length(pipeline), _inference_mode(self.trainable_module()):
             out = pipeline.encode(
                 texts,
                 batch_size=batch_size,
@@ -132,16 +134,35 @@ class DenseRetriever(VectorFingerprintMixin):
     def fingerprint_settings(self) -> dict[str, Any]:
         """The score function and, per side, the pipeline's modules with their options, maximum
         input length, tokenizer and prompts: what changes the vectors besides the weights."""
+        pipelines = {}
+        for side in SIDES:
+            pipeline = self.pipeline(side)
+            with self._input_length(pipeline):  # this retriever's own length, not the shared one
+                pipelines[side] = _pipeline_settings(pipeline)
         return {
             **super().fingerprint_settings(),
             "score_function": self.score_function,
-            "pipelines": {side: _pipeline_settings(self.pipeline(side)) for side in SIDES},
+            "pipelines": pipelines,
         }
 
     @contextlib.contextmanager
     def encoding_side(self, side: str) -> Iterator[None]:
         """Context in which the pipeline encodes ``side``; the base class is symmetric."""
         yield
+
+    @contextlib.contextmanager
+    def _input_length(self, pipeline: SentenceTransformer) -> Iterator[None]:
+        """``pipeline`` truncates at this retriever's :attr:`max_seq_length` inside the block; the
+        shared tokenizer's own value is restored afterwards (``None``: left as it is)."""
+        wanted, current = self.max_seq_length, pipeline.max_seq_length
+        if wanted is None or wanted == current:
+            yield
+            return
+        pipeline.max_seq_length = wanted
+        try:
+            yield
+        finally:
+            pipeline.max_seq_length = current
 
     def embed(self, features: dict[str, torch.Tensor], side: str) -> torch.Tensor:
         """Differentiable forward of tokenised ``features``: ``(batch, dim)`` sentence embeddings."""
@@ -150,7 +171,8 @@ class DenseRetriever(VectorFingerprintMixin):
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenise ``texts`` with the pipeline's tokenizer and maximum length, on the model's device."""
-        features = self.model.preprocess(texts)
+        with self._input_length(self.model):
+            features = self.model.preprocess(texts)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in features.items()}
 
     @property
@@ -191,11 +213,13 @@ def _inference_mode(module: torch.nn.Module) -> Iterator[None]:
     """Eval mode for ``module`` and its children (prompt dropout included), restored afterwards.
 
     sentence-transformers' ``encode`` only switches its own pipeline to eval mode; prompts and
-    adapters that live beside it would otherwise keep their dropout on.
+    adapters that live beside it would otherwise keep their dropout on. Every submodule gets back
+    its own mode, so a backbone shared with a retriever that is training stays in training mode.
     """
-    was_training = module.training
+    modes = [(child, child.training) for child in module.modules()]
     module.eval()
     try:
         yield
     finally:
-        module.train(was_training)
+        for child, training in modes:
+            child.training = training

@@ -57,6 +57,7 @@ from ..encoders.backbone import (
     load_backbone,
 )
 from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text, text_activations
+from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
 from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
 from .fingerprint import VectorFingerprintMixin
@@ -158,6 +159,14 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
     ``retriever.module`` is the ``nn.Module`` owning every parameter (backbone, prefix, linear);
     ``module(features, side)`` is the differentiable forward used in training.
 
+    ``backbone_model``: a sentence-transformers pipeline already in memory to build on. Several
+    ``pt2-colbert`` and PT2-DPR retrievers can share one, each encoding exactly as it would alone:
+    the prefixes take turns through the encoder's one
+    :class:`~beir_peft.encoders.deep_prompt.DeepPromptHost`, and ColBERT calls the Hugging Face
+    encoder itself with its own tokenisation (the pipeline's pooling, normalisation and
+    ``max_seq_length`` play no part). ``colbert-ft`` trains the backbone, so it refuses a backbone
+    another retriever uses and vice versa (:class:`ConfigError`; see :mod:`beir_peft.encoders.sharing`).
+
     Not a single-vector BEIR dense model: search it with
     :class:`beir_peft.search.maxsim.MaxSimSearch`::
 
@@ -193,6 +202,7 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         else:
             check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
         self.encoder = hf_model(model)
+        check_backbone_shareable(self.encoder, config.method)
         self.tokenizer = model.tokenizer
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(False)
@@ -210,11 +220,12 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         self.module = _ColBERTModule(self, self.encoder, prompt, linear.to(self.device))
 
         self._set_up_tokens()
+        register_backbone_user(self.encoder, config.method)
 
     # ------------------------------------------------------------------ construction
     def _build_prompt(self) -> DeepPrompt:
         cfg = self.config
-        self._host = DeepPromptHost(self.encoder, shift_positions=cfg.shift_positions)
+        self._host = DeepPromptHost.of(self.encoder, shift_positions=cfg.shift_positions)
         prompt = self._host.new_prompt(
             length=cfg.prefix_length,
             dropout=cfg.prefix_dropout,

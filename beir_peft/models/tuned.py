@@ -9,7 +9,8 @@ frozen sentence-transformers backbone; :class:`PT2DPR` is the paper's method wit
 Prompt methods keep separate query and passage prompts over the *same* frozen backbone (the
 authors' DPR code); weight methods (``ft``, ``bitfit``, ``lora``) tune one shared (siamese)
 encoder, as sentence-transformers models are trained, or, with ``separate_encoders=True``, two
-copies of the backbone, one per side (DPR's and ART's dual encoder).
+copies of the backbone, one per side (DPR's and ART's dual encoder). Prompt retrievers can also
+share one backbone in memory with each other (``backbone_model=``; see :class:`TunedRetriever`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from ..encoders.backbone import (
     hf_model,
     load_backbone,
     pooling_mode,
+    retriever_pipeline,
     set_normalize,
     set_pooling,
 )
 from ..encoders.deep_prompt import DeepPromptHost, default_init_text, text_activations
 from ..encoders.input_prompt import InputPromptHost
+from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
 from .trainable import ConfigDictMixin, TrainableStateMixin
@@ -118,10 +121,24 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     ``retriever.module`` is the ``nn.Module`` that owns every trainable parameter (hand it to an
     optimizer or to ``accelerate``); ``retriever.trainable_state_dict()`` is exactly what a saved
     folder stores.
+
+    ``backbone_model``: a sentence-transformers pipeline already in memory to build on (default:
+    load ``config.backbone``). Several prompt retrievers (``pt2-dpr``, ``prompt``, and
+    ``PT2ColBERT``) can share one; each encodes exactly as it would alone. ``retriever.model`` is
+    the retriever's own pipeline (:func:`~beir_peft.encoders.backbone.retriever_pipeline`): the
+    backbone's ``Transformer`` module shared, its own pooling and final ``Normalize``
+    (``config.pooling``, ``config.normalize``); ``config.max_seq_length`` is applied per call. The
+    prompts take turns through the backbone's one prompt host. Weight methods (``ft``, ``bitfit``,
+    ``lora``, ``ddr``) change the backbone itself, so they refuse a backbone another retriever uses
+    and vice versa (:class:`ConfigError`; see :mod:`beir_peft.encoders.sharing`).
     """
 
     def __init__(self, config: TunedConfig, backbone_model=None):
-        model = backbone_model if backbone_model is not None else load_backbone(config.backbone)
+        backbone = backbone_model if backbone_model is not None else load_backbone(config.backbone)
+        check_backbone_shareable(hf_model(backbone), config.method)
+        # the retriever's own pipeline over the (possibly shared) backbone: its pooling and
+        # normalisation never reach backbone_model or another retriever built on it
+        model = retriever_pipeline(backbone)
         set_pooling(model, config.pooling)
         set_normalize(model, config.normalize)
         super().__init__(model, score_function=config.score_function, max_seq_length=config.max_seq_length)
@@ -141,6 +158,7 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             for parameter in pipeline.parameters():
                 parameter.requires_grad_(False)
             getattr(self, f"_build_{config.method.replace('-', '_')}")(pipeline)
+            register_backbone_user(hf_model(pipeline), config.method)
         self.module = _RetrieverModule(self)
 
     # ------------------------------------------------------------------ construction per method
@@ -149,7 +167,7 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
 
     def _build_pt2_dpr(self, _pipeline) -> None:
         cfg = self.config
-        self._host = DeepPromptHost(hf_model(self.model), shift_positions=cfg.shift_positions)
+        self._host = DeepPromptHost.of(hf_model(self.model), shift_positions=cfg.shift_positions)
         init_kv = None
         if cfg.init == "text" and not cfg.projection:
             init_kv = text_activations(
@@ -169,7 +187,7 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             self.prompts[side] = prompt.to(self.device)
 
     def _build_prompt(self, _pipeline) -> None:
-        self._host = InputPromptHost(self.model[0], hf_model(self.model))
+        self._host = InputPromptHost.of(self.model[0], hf_model(self.model))
         for side in self._prompt_sides():
             self.prompts[side] = self._host.new_prompt(self.config.prefix_length).to(self.device)
 

@@ -232,3 +232,50 @@ def test_backbone_dropout_can_be_switched_off(tiny, demo_train, tmp_path):
         ),
     )
     assert modes and all(mode == (False, True) for mode in modes)  # prefix dropout still on
+
+
+def test_resume_refuses_a_finished_run_made_otherwise(tiny, demo_train, tmp_path):
+    config = TrainingConfig(epochs=1, batch_size=4, learning_rate=1e-2, checkpoint_every=0)
+    train(fresh(tiny), demo_train, tmp_path / "run", config, show_progress_bar=False)
+    before = (tmp_path / "run" / "config.json").read_bytes()
+    # the same run again: nothing to do
+    assert train(fresh(tiny), demo_train, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    with pytest.raises(
+        ConfigError,
+        match=r"config.json: cannot resume with different settings \(method: 'pt2-dpr' -> 'lora'\)",
+    ):
+        train(fresh(tiny, "lora"), demo_train, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    test_split = load_dataset("demo", split="test")
+    with pytest.raises(ConfigError, match="split: 'train' -> 'test'"):
+        train(fresh(tiny), test_split, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    assert (tmp_path / "run" / "config.json").read_bytes() == before
+
+
+def test_epoch_seconds_cover_every_segment_of_a_resumed_run(tiny, demo_train, tmp_path):
+    # 11 pairs in batches of 4: 2 steps per epoch. The first run spends >= 0.8 s in its single
+    # epoch's first step, is checkpointed after it and killed in the second; the resumed run is fast.
+    import time
+
+    config = TrainingConfig(epochs=1, batch_size=4, learning_rate=1e-2, checkpoint_every=1)
+
+    def slow_then_killed(step, loss):
+        if step == 1:
+            time.sleep(0.8)
+        if step == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(
+            fresh(tiny),
+            demo_train,
+            tmp_path / "run",
+            config,
+            show_progress_bar=False,
+            on_step=slow_then_killed,
+        )
+    started = time.perf_counter()
+    train(fresh(tiny), demo_train, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    resumed_seconds = time.perf_counter() - started
+    record = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["training"]
+    assert len(record["epoch_seconds"]) == 1
+    assert record["epoch_seconds"][0] >= 0.8, (record["epoch_seconds"], resumed_seconds)

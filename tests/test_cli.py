@@ -459,21 +459,21 @@ def test_run_file_is_written_before_the_result_json(tmp_path, capsys, monkeypatc
 
 def test_stale_temporary_files_are_removed_on_the_next_run(tmp_path, capsys):
     import os
+    import socket
     import subprocess
     import sys
 
-    from beir_peft import io as beir_io
-
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())  # as temporary names spell it
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     dead_pid = int(gone.stdout)
     stale = [
         tmp_path / ".run.trec.k3j4h5g6.tmp",  # a killed run of an older version (tempfile's name)
-        tmp_path / f".result.json.{dead_pid}@{beir_io._HOST}.0a1b2c3d.tmp",  # its process is gone
+        tmp_path / f".result.json.{dead_pid}@{host}.0a1b2c3d.tmp",  # its process is gone
     ]
     alive = [
-        tmp_path / f".run.trec.{os.getppid()}@{beir_io._HOST}.0a1b2c3d.tmp",  # a writer still running
+        tmp_path / f".run.trec.{os.getppid()}@{host}.0a1b2c3d.tmp",  # a writer still running
         tmp_path / f".run.trec.{dead_pid}@some-other-host.0a1b2c3d.tmp",  # cannot be checked from here
     ]
     for path in stale + alive:

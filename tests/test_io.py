@@ -10,15 +10,8 @@ import pytest
 import torch
 
 from beir_peft import io as beir_io
-from beir_peft.errors import BeirPeftError, OutputError
-from beir_peft.io import (
-    atomic_directory,
-    check_output_path,
-    remove_stale_temps,
-    save_safetensors_atomic,
-    write_json_atomic,
-    write_text_atomic,
-)
+from beir_peft.errors import BeirPeftError
+from beir_peft.io import atomic_directory, save_safetensors_atomic, write_json_atomic, write_text_atomic
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def _mode(path) -> int:
     return path.stat().st_mode & 0o777
 
 
-@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002], ids=oct)
 def test_every_atomic_write_gets_the_mode_of_a_plain_open(tmp_path, umask, mask):
     umask(mask)
     plain = tmp_path / "plain.txt"
@@ -59,6 +52,8 @@ def _dead_pid() -> int:
 
 
 def test_stale_temporaries_of_a_target_are_removed(tmp_path):
+    from beir_peft.io import remove_stale_temps
+
     target = tmp_path / "result.json"
     dead = _dead_pid()
     stale = [
@@ -83,6 +78,8 @@ def test_stale_temporaries_of_a_target_are_removed(tmp_path):
 
 
 def test_a_temporary_being_written_by_this_process_is_not_stale(tmp_path):
+    from beir_peft.io import remove_stale_temps
+
     target = tmp_path / "run.trec"
     with beir_io.atomic_open(target) as handle:
         handle.write("half")
@@ -92,6 +89,8 @@ def test_a_temporary_being_written_by_this_process_is_not_stale(tmp_path):
 
 
 def test_a_failed_write_names_the_final_path_and_leaves_nothing(tmp_path, monkeypatch):
+    from beir_peft.errors import OutputError
+
     def refuse(src, dst):
         raise PermissionError(13, "Permission denied", str(src), None, str(dst))
 
@@ -103,6 +102,8 @@ def test_a_failed_write_names_the_final_path_and_leaves_nothing(tmp_path, monkey
 
 
 def test_a_write_under_a_file_says_so(tmp_path):
+    from beir_peft.errors import OutputError
+
     (tmp_path / "a-file").write_text("x", encoding="utf-8")
     with pytest.raises(OutputError, match="a-file is a file, not a folder"):
         save_safetensors_atomic({"w": torch.zeros(1)}, tmp_path / "a-file" / "weights.safetensors")
@@ -112,6 +113,9 @@ def test_a_write_under_a_file_says_so(tmp_path):
 
 
 def test_check_output_path(tmp_path, monkeypatch):
+    from beir_peft.errors import OutputError
+    from beir_peft.io import check_output_path
+
     (tmp_path / "a-file").write_text("x", encoding="utf-8")
     (tmp_path / "a-folder").mkdir()
     assert (
@@ -135,6 +139,9 @@ def test_check_output_path(tmp_path, monkeypatch):
 
 def test_check_output_path_when_the_folder_cannot_be_written(tmp_path, monkeypatch):
     import errno
+
+    from beir_peft.errors import OutputError
+    from beir_peft.io import check_output_path
 
     real_access = os.access
     monkeypatch.setattr(

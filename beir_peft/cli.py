@@ -1,7 +1,10 @@
 """The ``beir-peft`` command line: ``evaluate``, ``train`` and ``analyze calibration | query-length``.
 
 Every user error (a bad dataset, model folder or option) ends with one line on stderr and a
-non-zero exit status (2 for usage and input errors); tracebacks are kept for bugs.
+non-zero exit status (2 for usage and input errors); tracebacks are kept for bugs. Every output
+(``--output``, ``--run-file``, ``--index-dir``, ``--plot``, ``--output-dir``) is checked before any
+work starts; a write that still fails (a full disk, a folder made read-only meanwhile) is one line
+naming the path too (exit 2 from the package's writers, 1 for any other ``OSError``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import click
 
 from .errors import BeirPeftError
+from .io import check_output_path
 
 #: shown after a run on the bundled demo dataset
 NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
@@ -153,6 +157,7 @@ def evaluate(
     if ann_options and search != "ann":
         flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
         raise click.UsageError(f"{flags}: only for --search ann")
+    _check_evaluation_outputs(output, run_file, index_dir)
     search_options = dict(ann_options)
     if faiss_gpu:
         if search not in ("faiss-flat", "ann"):
@@ -187,12 +192,12 @@ def evaluate(
         f"{len(data.queries)} queries, {len(data.corpus)} documents, {result.timings['total']:.1f} s",
         err=True,
     )
+    if run_file is not None:  # before the JSON: a result file means its run file is complete
+        write_run_file(result.results, run_file)
+        click.echo(f"wrote {run_file}", err=True)
     if output is not None:
         write_result_json(result, output)
         click.echo(f"wrote {output}", err=True)
-    if run_file is not None:
-        write_run_file(result.results, run_file)
-        click.echo(f"wrote {run_file}", err=True)
     if dataset is None:
         click.echo(
             "This was the bundled demo dataset (a smoke test, not a benchmark). Try a real one next: "
@@ -200,6 +205,20 @@ def evaluate(
             + " (downloaded from BEIR once, or set BEIR_PEFT_DATA to a folder of BEIR datasets).",
             err=True,
         )
+
+
+def _check_evaluation_outputs(output: Path | None, run_file: Path | None, index_dir: Path | None) -> None:
+    """``evaluate``'s outputs, checked before the dataset and the model are loaded."""
+    if output is not None:
+        check_output_path(output, what="--output")
+    if run_file is not None:
+        check_output_path(run_file, what="--run-file")
+        if output is not None and output.resolve() == run_file.resolve():
+            raise click.UsageError("--output and --run-file name the same file")
+    if index_dir is not None:
+        # a folder holding an index may be only read (reused); an empty or new one is written
+        holds_index = index_dir.is_dir() and any(index_dir.iterdir())
+        check_output_path(index_dir, folder=True, what="--index-dir", writable=not holds_index)
 
 
 def _quiet_libraries() -> None:
@@ -376,6 +395,7 @@ def train(
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    check_output_path(output, folder=True, what="--output")
     check_output_folder(output, resume, overwrite)
     if quiet:
         _quiet_libraries()
@@ -504,6 +524,15 @@ def _analysis_inputs(function):
     return function
 
 
+def _check_analysis_outputs(output: Path | None, plot: Path | None) -> None:
+    if output is not None:
+        check_output_path(output, what="--output")
+    if plot is not None:
+        check_output_path(plot, what="--plot")
+        if output is not None and output.resolve() == plot.resolve():
+            raise click.UsageError("--output and --plot name the same file")
+
+
 def _read_runs(runs: dict[str, Path]) -> dict[str, dict[str, dict[str, float]]]:
     from .analysis.runs import read_run_file
 
@@ -574,6 +603,7 @@ def analyze_calibration(
     from .data import DEMO_DATASET, load_dataset
     from .io import write_json_atomic
 
+    _check_analysis_outputs(output, plot)
     if plot is not None:
         require_matplotlib()
     loaded = _read_runs(runs)
@@ -633,6 +663,7 @@ def analyze_query_length(dataset, split, runs, plot, output, buckets, keep_ident
     from .data import DEMO_DATASET, load_dataset
     from .io import write_json_atomic
 
+    _check_analysis_outputs(output, plot)
     if plot is not None:
         require_matplotlib()
     loaded = _read_runs(runs)
@@ -760,6 +791,7 @@ def compare(
             settings[key] = value
     if not settings["models"] or not settings["datasets"]:
         raise click.UsageError("give a CONFIG_FILE, or at least one --model and one --dataset")
+    check_output_path(output_dir, folder=True, what="--output-dir")
     config = CompareConfig(**settings)
     if quiet:
         _quiet_libraries()
@@ -874,6 +906,7 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
     from .data import load_corpus, resolve_dataset
     from .methods.gpl import GPLConfig, run_gpl
 
+    check_output_path(output, folder=True, what="--output")
     options = _options(settings)
     given = {
         "preset": preset, "student": student, "backbone": backbone, "generator": generator,
@@ -974,6 +1007,7 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
         learning_rate=learning_rate, teacher_batch_size=teacher_batch_size, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )  # fmt: skip
+    check_output_path(output, folder=True, what="--output")
     check_output_folder(output, resume=not overwrite, overwrite=overwrite)
     if overwrite:
         clear_run(output)
@@ -1049,6 +1083,7 @@ def ddr_dam(
     from .methods.ddr import DAMConfig, train_dam
     from .models.base import passage_text
 
+    check_output_path(output, folder=True, what="--output")
     config = DAMConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, max_seq_length=max_seq_length,
                        checkpoint_every=checkpoint_every, seed=seed, device=device)  # fmt: skip
     if quiet:
@@ -1103,6 +1138,7 @@ def ddr_rem(dataset, split, dam, output, epochs, max_steps, batch_size, learning
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    check_output_path(output, folder=True, what="--output")
     options = {**_options(settings), "rem_lora": not no_lora, "rem_adapter": not no_adapter}
     config = TrainingConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
                             hard_negatives=0 if margins_file else hard_negatives, seed=seed)  # fmt: skip
@@ -1133,14 +1169,23 @@ def ddr_assemble(dam, rem, output):
     """Put a trained REM on a target DAM: a retriever folder that `beir-peft evaluate` accepts (LoRA merged when loaded)."""
     from .methods.ddr import assemble
 
+    check_output_path(output, folder=True, what="--output")
     folder = assemble(dam, rem, output)
     click.echo(
         f"saved {folder}; evaluate with: beir-peft evaluate --model {folder} --dataset TARGET", err=True
     )
 
 
+def _os_error_line(exc: OSError) -> str:
+    """``Permission denied: /a/b -> /a/c``: the reason and the path(s) an ``OSError`` names."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [os.fsdecode(name) for name in (exc.filename, exc.filename2) if name is not None]
+    return f"{reason}: {' -> '.join(paths)}" if paths else reason
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: runs the CLI, turning user errors into one line and exit status 2."""
+    """Console entry point: runs the CLI, turning user errors into one line and exit status 2
+    (an ``OSError`` from outside the package's writers: one line and exit status 1)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         cli.main(args=argv, prog_name="beir-peft", standalone_mode=False)
@@ -1155,6 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
     except BeirPeftError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    except OSError as exc:  # a write (or read) the system refused: no traceback, the path named
+        click.echo(f"error: {_os_error_line(exc)}", err=True)
+        return 1
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130

@@ -6,6 +6,9 @@ A dataset is a folder in BEIR's layout (what ``beir.datasets.data_loader.Generic
     queries.jsonl       one {"_id": str, "text": str, ...} per line
     qrels/<split>.tsv   query-id <TAB> corpus-id <TAB> score, after an optional header line
 
+Ids are one word (no whitespace): TREC run files, which evaluation writes and analysis reads,
+separate their fields by whitespace, so such an id is refused when the file is read.
+
 :func:`resolve_dataset` turns a name or a path into such a folder (bundled demo, a local folder,
 ``$BEIR_PEFT_DATA``, the cache, or BEIR's public download) and :func:`load_dataset` reads one split
 of it into a :class:`BeirDataset`. Every problem with the user's files is a :class:`DatasetError`
@@ -334,8 +337,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as exc:
+                # some messages end in "at" already ("Unterminated string starting at")
+                where = "column" if exc.msg.endswith(" at") else "at column"
                 raise DatasetError(
-                    f"{path} line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+                    f"{path} line {lineno}: invalid JSON ({exc.msg} {where} {exc.colno})"
                 ) from None
             except UnicodeDecodeError:
                 raise DatasetError(f"{path} line {lineno}: not UTF-8 text") from None
@@ -361,6 +366,11 @@ def _record_id(obj: dict, path: Path, lineno: int) -> str:
     record_id = str(value)
     if not record_id.strip():
         raise DatasetError(f"{path} line {lineno}: empty '_id'")
+    if any(char.isspace() for char in record_id):
+        raise DatasetError(
+            f"{path} line {lineno}: '_id' {record_id!r} contains whitespace "
+            "(ids must be one word: TREC run files separate their fields by whitespace)"
+        )
     return record_id
 
 
@@ -440,8 +450,43 @@ def _is_int(text: str) -> bool:
     return True
 
 
+#: what the columns of a qrels header are called (compared lower-case, without '-', '_' and spaces)
+_QUERY_COLUMNS = frozenset({"queryid", "query", "qid", "topic", "topicid", "questionid", "question"})
+_DOC_COLUMNS = frozenset(
+    {"corpusid", "corpus", "docid", "doc", "documentid", "document", "did", "passageid", "passage", "pid"}
+)
+_SCORE_COLUMNS = frozenset(
+    {"score", "relevance", "rel", "relevancy", "label", "grade", "judgement", "judgment", "rating", "qrel"}
+)
+
+
+def _column_name(text: str) -> str:
+    return re.sub(r"[-_\s]", "", text).lower()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_header(parts: list[str]) -> bool:
+    """A header row names its columns (``query-id corpus-id score``), by content, not by position:
+    a data row with a bad score (``q1 d1 0.5``) must be an error, not skipped as a header."""
+    if len(parts) != 3 or _is_number(parts[2]):
+        return False
+    query, doc, score = (_column_name(part) for part in parts)
+    return score in _SCORE_COLUMNS or (query in _QUERY_COLUMNS and doc in _DOC_COLUMNS)
+
+
 def _read_qrels(path: Path) -> list[tuple[str, str, int, int]]:
-    """Rows ``(query_id, doc_id, score, line number)`` of a qrels TSV, header skipped."""
+    """Rows ``(query_id, doc_id, score, line number)`` of a qrels TSV, a header line skipped.
+
+    Only the first non-blank line may be a header, and only when it reads like one
+    (:func:`_is_header`); any other row with a non-integer score is an error naming its line.
+    """
     rows: list[tuple[str, str, int, int]] = []
     with open(path, encoding="utf-8-sig", errors="strict") as handle:
         try:
@@ -454,9 +499,9 @@ def _read_qrels(path: Path) -> list[tuple[str, str, int, int]]:
         if not line:
             continue
         parts = _split_row(line)
-        if first and len(parts) == 3 and not _is_int(parts[2]):
+        if first and _is_header(parts):
             first = False
-            continue  # header line, e.g. "query-id  corpus-id  score"
+            continue  # e.g. "query-id  corpus-id  score"
         first = False
         if len(parts) != 3:
             raise DatasetError(
@@ -466,7 +511,10 @@ def _read_qrels(path: Path) -> list[tuple[str, str, int, int]]:
         if not query_id or not doc_id:
             raise DatasetError(f"{path} line {lineno}: empty query-id or corpus-id")
         if not _is_int(score):
-            raise DatasetError(f"{path} line {lineno}: score {score!r} is not an integer")
+            header = (
+                " (a header line names its columns, e.g. query-id corpus-id score)" if lineno == 1 else ""
+            )
+            raise DatasetError(f"{path} line {lineno}: score {score!r} is not an integer{header}")
         rows.append((query_id, doc_id, int(score), lineno))
     if not rows:
         raise DatasetError(f"{path} holds no judgements")

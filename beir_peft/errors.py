@@ -22,3 +22,10 @@ class ArtifactError(BeirPeftError):
 
 class ConfigError(BeirPeftError):
     """An option or combination of options is invalid."""
+
+
+class OutputError(BeirPeftError, OSError):
+    """An output path cannot be written (a folder that is a file, no permission, a read-only disk).
+
+    Also an :class:`OSError`, so code that catches failed writes as ``OSError`` still catches it.
+    """

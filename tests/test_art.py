@@ -177,6 +177,52 @@ def test_resume_continues_exactly_from_the_checkpoint(tiny, teacher, demo, tmp_p
     assert counting.pairs < record["teacher_pairs_scored"]
 
 
+def test_a_finished_run_is_returned_only_for_its_own_settings(tiny, teacher, demo, tmp_path):
+    cfg = config(tiny, max_steps=2, checkpoint_every=0)
+    out = train_art(
+        demo.queries, demo.corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False
+    )
+    before = (out / "config.json").read_bytes()
+    assert train_art(demo.queries, demo.corpus, out, cfg, teacher=teacher, show_progress_bar=False) == out
+    with pytest.raises(
+        ConfigError, match=r"config.json: cannot resume with different settings \(top_k: 4 -> 3\)"
+    ):
+        train_art(demo.queries, demo.corpus, out, config(tiny, max_steps=2, checkpoint_every=0, top_k=3),
+                  teacher=teacher, show_progress_bar=False)  # fmt: skip
+    fewer = dict(list(demo.queries.items())[:5])
+    with pytest.raises(ConfigError, match=rf"questions: {len(demo.queries)} -> 5"):
+        train_art(fewer, demo.corpus, out, cfg, teacher=teacher, show_progress_bar=False)
+    assert (out / "config.json").read_bytes() == before
+
+
+def test_epoch_seconds_cover_every_segment_of_a_resumed_run(tiny, teacher, demo, tmp_path, monkeypatch):
+    # on the loop's clock, the first run spends 1000 s before its checkpoint at step 1 and is killed
+    # in step 2; the resumed run takes no time on that clock
+    import types
+
+    import beir_peft.methods.art.training as art_training
+
+    clock = [0.0]
+    monkeypatch.setattr(art_training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    cfg = config(tiny, epochs=1, max_steps=None, checkpoint_every=1)  # 3 steps in its one epoch
+
+    def slow_then_killed(info):
+        if info["step"] == 1:
+            clock[0] += 1000.0
+        if info["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_art(demo.queries, demo.corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False,
+                  on_step=slow_then_killed)  # fmt: skip
+    out = train_art(
+        demo.queries, demo.corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False
+    )
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["training"]["epoch_seconds"] == [
+        1000.0
+    ]
+
+
 class TeacherCountingWrapper:
     def __init__(self, teacher):
         self.teacher, self.pairs = teacher, 0

@@ -293,3 +293,223 @@ def test_train_on_a_split_that_does_not_exist(tmp_path, capsys):
     )
     assert status == 2
     assert_user_error(status, out, err, "unknown split 'dev'")
+
+
+def test_resume_refuses_a_finished_run_of_another_method(trained_run, capsys):
+    folder = trained_run["folder"]
+    before = (folder / "config.json").read_bytes()
+    lora = ("train", "lora", *TRAIN[2:])
+    status, out, err = run(capsys, *lora, "--output", str(folder), "--resume")
+    assert status == 2
+    assert_user_error(status, out, err, str(folder), "method: 'pt2-dpr' -> 'lora'")
+    assert "saved" not in err
+    assert (folder / "config.json").read_bytes() == before
+
+
+def test_resume_refuses_a_finished_run_on_other_data(trained_run, capsys):
+    folder = trained_run["folder"]
+    before = (folder / "config.json").read_bytes()
+    status, out, err = run(capsys, *TRAIN, "--split", "test", "--output", str(folder), "--resume")
+    assert status == 2
+    assert_user_error(status, out, err, str(folder), "split: 'train' -> 'test'")
+    assert (folder / "config.json").read_bytes() == before
+
+
+def test_saved_weights_have_the_mode_of_the_config(trained_run):
+    folder = trained_run["folder"]
+    modes = {name: (folder / name).stat().st_mode & 0o777 for name in ("config.json", "weights.safetensors")}
+    assert modes["weights.safetensors"] == modes["config.json"], modes
+
+
+def test_junk_in_a_local_folder_is_not_called_a_network_problem(tmp_path, capsys):
+    folder = tmp_path / "junk-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    status, out, err = evaluate(capsys, "--model", str(folder))
+    line = assert_user_error(status, out, err, "junk-model")
+    assert "no network" not in line
+
+
+# ------------------------------------------------------------------------------------- outputs
+def _refuse_work(monkeypatch) -> None:
+    """Reading data, loading or building a model, evaluating or training now fail the test."""
+    import beir_peft.data
+    import beir_peft.evaluation
+    import beir_peft.methods.supervised
+    import beir_peft.models.loading
+    import beir_peft.models.tuned
+
+    def work(*args, **kwargs):
+        raise AssertionError("the work started before the outputs were checked")
+
+    for module, name in (
+        (beir_peft.data, "load_dataset"),
+        (beir_peft.data, "resolve_dataset"),
+        (beir_peft.models.loading, "load_model"),
+        (beir_peft.models.tuned, "build_retriever"),
+        (beir_peft.evaluation, "evaluate_retriever"),
+        (beir_peft.methods.supervised, "train"),
+    ):
+        monkeypatch.setattr(module, name, work)
+
+
+@pytest.mark.parametrize(
+    ("option", "name"), [("--output", "r.json"), ("--run-file", "r.trec"), ("--index-dir", "i")]
+)
+def test_evaluate_output_under_a_file_is_refused_before_any_work(tmp_path, capsys, monkeypatch, option, name):
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    _refuse_work(monkeypatch)
+    status, out, err = evaluate(capsys, "--search", "faiss-flat", option, str(tmp_path / "a-file" / name))
+    assert status == 2
+    assert_user_error(status, out, err, option, f"{tmp_path / 'a-file'} is a file")
+
+
+def test_train_output_under_a_file_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    _refuse_work(monkeypatch)
+    status, out, err = run(capsys, *TRAIN, "--output", str(tmp_path / "a-file" / "run"))
+    assert status == 2
+    assert_user_error(status, out, err, "--output", f"{tmp_path / 'a-file'} is a file")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("analyze", "calibration", "--run", "RUNS/none.trec", "--output", "OUT"),
+        ("analyze", "query-length", "--run", "RUNS/none.trec", "--plot", "OUT"),
+        ("compare", "--model", "bm25", "--dataset", "demo", "--output-dir", "OUT"),
+        ("adapt", "gpl", "--dataset", "demo", "--output", "OUT"),
+        ("adapt", "art", "--dataset", "demo", "--questions", "train", "--output", "OUT"),
+        ("ddr", "dam", "--corpus", "demo", "--output", "OUT"),
+        ("ddr", "rem", "--dataset", "demo", "--dam", "DAM", "--output", "OUT"),
+        ("ddr", "assemble", "--dam", "DAM", "--rem", "REM", "--output", "OUT"),
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_every_command_checks_its_output_first(tmp_path, capsys, monkeypatch, command):
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    _refuse_work(monkeypatch)
+    replace = {"OUT": str(tmp_path / "a-file" / "out"), "RUNS": str(tmp_path), "DAM": str(tmp_path / "dam"),
+               "REM": str(tmp_path / "rem")}  # fmt: skip
+    argv = [replace.get(arg, arg.replace("RUNS", str(tmp_path))) for arg in command]
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert_user_error(status, out, err, f"{tmp_path / 'a-file'} is a file")
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    real_access = os.access
+    # root may write into a 0o555 folder (and os.access says so): deny it the way it is denied to others
+    monkeypatch.setattr(
+        os, "access", lambda path, mode, **kw: Path(path) != folder and real_access(path, mode)
+    )
+    _refuse_work(monkeypatch)
+    status, out, err = evaluate(capsys, "--output", str(folder / "result.json"))
+    assert status == 2
+    assert_user_error(status, out, err, "--output", f"no permission to write in {folder}")
+    folder.chmod(0o755)
+
+
+def test_read_only_file_system_is_found_by_a_real_write(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import beir_peft.io
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(beir_peft.io, "_create_temp_file", read_only)  # what os.access cannot see
+    _refuse_work(monkeypatch)
+    status, out, err = run(capsys, *TRAIN, "--output", str(tmp_path / "run"))
+    assert status == 2
+    assert_user_error(status, out, err, "--output", "Read-only file system")
+
+
+def test_a_failed_write_is_one_line_naming_the_path(tmp_path, capsys, monkeypatch):
+    import beir_peft.evaluation
+
+    output = tmp_path / "result.json"
+
+    def disk_full(result, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(beir_peft.evaluation, "write_result_json", disk_full)
+    status, out, err = evaluate(capsys, "--model", "bm25", "--output", str(output))
+    assert status == 1
+    assert_user_error(status, out, err, "No space left on device", str(output))
+
+
+def test_run_file_is_written_before_the_result_json(tmp_path, capsys, monkeypatch):
+    import beir_peft.evaluation
+
+    def killed(results, path, **kwargs):
+        raise KeyboardInterrupt  # the run dies while its run file is written
+
+    monkeypatch.setattr(beir_peft.evaluation, "write_run_file", killed)
+    output, run_file = tmp_path / "result.json", tmp_path / "run.trec"
+    status, _, _ = evaluate(capsys, "--model", "bm25", "--output", str(output), "--run-file", str(run_file))
+    assert status == 130
+    assert not output.exists()  # no result file without its run file
+
+
+def test_stale_temporary_files_are_removed_on_the_next_run(tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())  # as temporary names spell it
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    stale = [
+        tmp_path / ".run.trec.k3j4h5g6.tmp",  # a killed run of an older version (tempfile's name)
+        tmp_path / f".result.json.{dead_pid}@{host}.0a1b2c3d.tmp",  # its process is gone
+    ]
+    alive = [
+        tmp_path / f".run.trec.{os.getppid()}@{host}.0a1b2c3d.tmp",  # a writer still running
+        tmp_path / f".run.trec.{dead_pid}@some-other-host.0a1b2c3d.tmp",  # cannot be checked from here
+    ]
+    for path in stale + alive:
+        path.write_text("half a file", encoding="utf-8")
+    output, run_file = tmp_path / "result.json", tmp_path / "run.trec"
+    status, _, err = evaluate(capsys, "--model", "bm25", "--output", str(output), "--run-file", str(run_file))
+    assert status == 0, err
+    assert output.is_file() and run_file.is_file()
+    assert [path for path in stale if path.exists()] == []
+    assert all(path.exists() for path in alive)
+
+
+def test_whitespace_ids_are_refused_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "spaced"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        '{"_id": "d1", "text": "one"}\n{"_id": "d 2", "text": "two"}\n', encoding="utf-8"
+    )
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "query"}\n', encoding="utf-8")
+    (folder / "qrels" / "test.tsv").write_text("q1\td1\t1\n", encoding="utf-8")
+    _refuse_work_after_loading(monkeypatch)
+    output, run_file = tmp_path / "result.json", tmp_path / "run.trec"
+    status, out, err = evaluate(
+        capsys, "--dataset", str(folder), "--output", str(output), "--run-file", str(run_file)
+    )
+    assert status == 2
+    assert_user_error(status, out, err, str(folder / "corpus.jsonl"), "line 2", "'d 2'", "whitespace")
+    assert not output.exists() and not run_file.exists()
+
+
+def _refuse_work_after_loading(monkeypatch) -> None:
+    import beir_peft.evaluation
+    import beir_peft.models.loading
+
+    def work(*args, **kwargs):
+        raise AssertionError("the model was loaded or evaluated before the ids were checked")
+
+    monkeypatch.setattr(beir_peft.models.loading, "load_model", work)
+    monkeypatch.setattr(beir_peft.evaluation, "evaluate_retriever", work)

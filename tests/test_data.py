@@ -284,6 +284,69 @@ def test_bad_qrels_rows(tmp_path):
     assert "line 2: score 'high' is not an integer" in load_error(folder)
 
 
+def test_headerless_qrels_with_a_non_integer_first_score_is_an_error(tmp_path):
+    path = tmp_path / "qrels.tsv"
+    path.write_text("q1\td1\t0.5\nq2\td2\t1\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"qrels.tsv line 1: score '0.5' is not an integer") as info:
+        load_qrels(path)
+    assert "\n" not in str(info.value)
+
+
+def test_headerless_qrels_keep_their_first_row(tmp_path):
+    rows = "".join(f"q{i}\td{i}\t1\n" for i in range(1, 11))
+    folder = make_dataset(tmp_path / "mini", qrels={"test": rows}, queries=[{"_id": f"q{i}", "text": f"query {i}"}
+                          for i in range(1, 11)], corpus=[{"_id": f"d{i}", "text": f"doc {i}"} for i in range(1, 11)])  # fmt: skip
+    data = load_dataset(folder)
+    assert len(data.queries) == 10 and data.num_judgements == 10
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "query-id\tcorpus-id\tscore",
+        "qid\tpid\tlabel",
+        "query_id doc_id relevance",
+        "QID DOCID REL",
+        "topic docno grade",
+    ],
+)
+def test_qrels_header_is_told_by_its_content(tmp_path, header):
+    path = tmp_path / "qrels.tsv"
+    path.write_text(f"{header}\nq1\td1\t1\n", encoding="utf-8")
+    assert load_qrels(path) == {"q1": {"d1": 1}}
+
+
+def test_a_row_that_only_looks_wrong_is_not_taken_for_a_header(tmp_path):
+    path = tmp_path / "qrels.tsv"
+    path.write_text("q1\td1\thigh\nq2\td2\t1\n", encoding="utf-8")
+    with pytest.raises(
+        DatasetError, match="line 1: score 'high' is not an integer .*header line names its columns"
+    ):
+        load_qrels(path)
+
+
+@pytest.mark.parametrize("bad_id", ["d 1", "d\t1", "d1 "])
+def test_ids_with_whitespace_are_refused_at_load(tmp_path, bad_id):
+    corpus = [{"_id": "d0", "text": "fine"}, {"_id": bad_id, "text": "spaced"}]
+    folder = make_dataset(tmp_path / "c", corpus=corpus, qrels={"test": [("q1", "d0", 1)]})
+    with pytest.raises(DatasetError, match=r"corpus.jsonl line 2: '_id' .* contains whitespace"):
+        load_dataset(folder)
+    queries = [{"_id": "q1", "text": "fine"}, {"_id": bad_id, "text": "spaced"}]
+    folder = make_dataset(tmp_path / "q", queries=queries, qrels={"test": [("q1", "d1", 1)]})
+    with pytest.raises(DatasetError, match=r"queries.jsonl line 2: '_id' .* contains whitespace"):
+        load_queries(folder)
+
+
+def test_unterminated_json_string_message_reads_well(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "d1", "text": "broken', encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_corpus(path)
+    message = str(info.value)
+    assert "line 1: invalid JSON (Unterminated string starting at column" in message
+    assert "at at" not in message
+
+
 def test_missing_files(tmp_path):
     folder = make_dataset(tmp_path / "noq")
     (folder / "queries.jsonl").unlink()

@@ -139,6 +139,22 @@ def test_dam_trains_the_whole_backbone_and_reloads(tiny, source_dam, demo_texts)
     assert (occupied / "notes.txt").read_text() == "keep me"
 
 
+def test_a_finished_dam_is_returned_only_for_its_own_settings(tiny, demo_texts, source_dam):
+    made = DAMConfig(steps=3, batch_size=8, learning_rate=1e-3)  # how the source_dam fixture made it
+    before = (source_dam / "dam.json").read_bytes()
+    assert (
+        train_dam(tiny["bert"], demo_texts, source_dam, made, "demo", show_progress_bar=False) == source_dam
+    )
+    with pytest.raises(
+        ConfigError, match=r"dam.json: cannot resume with different settings \(steps: 3 -> 5\)"
+    ):
+        train_dam(tiny["bert"], demo_texts, source_dam, DAMConfig(steps=5, batch_size=8, learning_rate=1e-3), "demo",
+                  show_progress_bar=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="corpus: 'demo' -> 'other', texts: 53 -> 3"):
+        train_dam(tiny["bert"], TEXTS, source_dam, made, "other", show_progress_bar=False)
+    assert (source_dam / "dam.json").read_bytes() == before
+
+
 def test_dam_resumes_from_its_checkpoint(tiny, demo_texts, tmp_path, monkeypatch):
     config = DAMConfig(steps=4, batch_size=4, learning_rate=1e-3, checkpoint_every=2)
     whole = train_dam(tiny["bert"], demo_texts, tmp_path / "whole", config, show_progress_bar=False)

@@ -232,3 +232,52 @@ def test_backbone_dropout_can_be_switched_off(tiny, demo_train, tmp_path):
         ),
     )
     assert modes and all(mode == (False, True) for mode in modes)  # prefix dropout still on
+
+
+def test_resume_refuses_a_finished_run_made_otherwise(tiny, demo_train, tmp_path):
+    config = TrainingConfig(epochs=1, batch_size=4, learning_rate=1e-2, checkpoint_every=0)
+    train(fresh(tiny), demo_train, tmp_path / "run", config, show_progress_bar=False)
+    before = (tmp_path / "run" / "config.json").read_bytes()
+    # the same run again: nothing to do
+    assert train(fresh(tiny), demo_train, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    with pytest.raises(
+        ConfigError,
+        match=r"config.json: cannot resume with different settings \(method: 'pt2-dpr' -> 'lora'\)",
+    ):
+        train(fresh(tiny, "lora"), demo_train, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    test_split = load_dataset("demo", split="test")
+    with pytest.raises(ConfigError, match="split: 'train' -> 'test'"):
+        train(fresh(tiny), test_split, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    assert (tmp_path / "run" / "config.json").read_bytes() == before
+
+
+def test_epoch_seconds_cover_every_segment_of_a_resumed_run(tiny, demo_train, tmp_path, monkeypatch):
+    # 11 pairs in batches of 4: 2 steps per epoch. On the loop's clock the first run spends 1000 s
+    # in its single epoch's first step, is checkpointed after it and killed in the second; the
+    # resumed run takes no time on that clock.
+    import types
+
+    import beir_peft.methods.supervised as supervised
+
+    clock = [0.0]
+    monkeypatch.setattr(supervised, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    config = TrainingConfig(epochs=1, batch_size=4, learning_rate=1e-2, checkpoint_every=1)
+
+    def slow_then_killed(step, loss):
+        if step == 1:
+            clock[0] += 1000.0
+        if step == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(
+            fresh(tiny),
+            demo_train,
+            tmp_path / "run",
+            config,
+            show_progress_bar=False,
+            on_step=slow_then_killed,
+        )
+    train(fresh(tiny), demo_train, tmp_path / "run", config, resume=True, show_progress_bar=False)
+    record = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["training"]
+    assert record["epoch_seconds"] == [1000.0]

@@ -70,7 +70,9 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str | None = Non
         return SentenceTransformer(resolved, device=device)
     except (OSError, ValueError) as exc:
         hint = ""
-        if (
+        # a local folder that exists but holds junk is not a network problem, whatever the settings
+        from_hub = not os.path.exists(resolved)
+        if from_hub and (
             os.environ.get("HF_HUB_OFFLINE") == "1"
             or "offline" in str(exc).lower()
             or "connect" in str(exc).lower()

@@ -42,7 +42,7 @@ from ..models.colbert import PT2ColBERT
 from ..models.tuned import TunedRetriever
 from ..training.checkpoints import (
     CHECKPOINTS,
-    latest_checkpoint,
+    finished_run,
     resume_checkpoint,
     rng_state,
     save_checkpoint,
@@ -262,7 +262,8 @@ def train(
         dataset: a loaded split with qrels (e.g. ``load_dataset("scifact", split="train")``).
         output_dir: the run folder: the final retriever, ``checkpoints/``, ``hard_negatives.json``.
         config: hyper-parameters (defaults: :class:`TrainingConfig`).
-        resume: continue from the newest checkpoint in ``output_dir`` (a finished run returns at once).
+        resume: continue from the newest checkpoint in ``output_dir`` (a finished run returns at once;
+            either is refused when made with other settings, data or method).
         overwrite: start afresh even if ``output_dir`` holds a finished retriever or checkpoints.
         on_step: called with ``(step, loss)`` after every optimizer step.
     """
@@ -273,8 +274,9 @@ def train(
     check_output_folder(output, resume, overwrite)
     if overwrite:
         clear_run(output, NEGATIVES_FILE)
-    if resume and is_retriever_folder(output) and latest_checkpoint(output) is None:
-        logger.info("%s already holds the finished retriever; nothing to resume", output)
+    run = {"dataset": dataset.name, "split": dataset.split}
+    # before mining negatives: a finished run has nothing left to do (one row per training pair)
+    if resume and _finished(output, retriever, run, len(dataset.train_pairs()), config):
         return output
     accelerator = Accelerator()
     retriever.to(accelerator.device)
@@ -285,7 +287,7 @@ def train(
         rows,
         output,
         config,
-        {"dataset": dataset.name, "split": dataset.split},
+        run,
         accelerator=accelerator,
         resume=resume,
         show_progress_bar=show_progress_bar,
@@ -332,10 +334,9 @@ def fit(
     retriever.to(accelerator.device)
     learning_rate = config.learning_rate_for(retriever.method)
     identity = _run_identity({**run, "pairs": len(rows), **config.to_dict(), "learning_rate": learning_rate})
-    checkpoint = resume_checkpoint(output, identity, _run_identity) if resume else None
-    if checkpoint is None and resume and is_retriever_folder(output):
-        logger.info("%s already holds the finished retriever; nothing to resume", output)
+    if resume and _finished(output, retriever, run, len(rows), config):
         return output
+    checkpoint = resume_checkpoint(output, identity, _run_identity) if resume else None
 
     columns = [c for c in rows[0] if c != LABEL]
     convert = {c: (texts_of or {}).get(c, _same) for c in columns}
@@ -370,7 +371,8 @@ def fit(
     module, optimizer, loader, scheduler = accelerator.prepare(retriever.module, optimizer, loader, scheduler)
     loss_fn = make_loss(module) if make_loss is not None else _loss(retriever, module, config)
 
-    step, epoch, done_in_epoch, epoch_times = 0, 0, 0, []
+    # carried: seconds the interrupted run had spent in the epoch it resumes (epoch_seconds covers both)
+    step, epoch, done_in_epoch, epoch_times, carried = 0, 0, 0, [], 0.0
     if checkpoint is not None:
         retriever.load_trainable_state_dict(checkpoint.trainable, where=str(checkpoint.path))
         optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
@@ -381,6 +383,7 @@ def fit(
             int(checkpoint.state["batches_done"]),
             list(checkpoint.state["epoch_seconds"]),
         )
+        carried = float(checkpoint.state.get("epoch_elapsed", 0.0))
         logger.info("Resuming %s at step %d (epoch %d, batch %d)", output, step, epoch + 1, done_in_epoch)
 
     record = {
@@ -399,9 +402,9 @@ def fit(
         disable=not show_progress_bar or not accelerator.is_main_process,
     )
 
-    def checkpoint_now(epoch_index: int, batches_done: int) -> None:
+    def checkpoint_now(epoch_index: int, batches_done: int, elapsed: float) -> None:
         _checkpoint(accelerator, output, retriever, optimizer, scheduler, step, epoch_index, batches_done,
-                    epoch_times, record, config)  # fmt: skip
+                    epoch_times, elapsed, record, config)  # fmt: skip
 
     module.train()
     if not config.backbone_dropout:
@@ -410,7 +413,7 @@ def fit(
             if hasattr(unwrapped, name):
                 getattr(unwrapped, name).eval()
     while step < total_steps and epoch < config.epochs:
-        started = time.perf_counter()
+        started, carried = time.perf_counter() - carried, 0.0
         batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         # accelerate's loader re-sets its sampler's epoch from its own counter, which restarts at 0
         # in a resumed process: set it, so the batch order is a function of (seed, epoch) only.
@@ -439,13 +442,13 @@ def fit(
                 and step < total_steps
                 and not epoch_done
             ):
-                checkpoint_now(epoch, done_in_epoch)
+                checkpoint_now(epoch, done_in_epoch, time.perf_counter() - started)
             if step >= total_steps:
                 break
         epoch_times.append(time.perf_counter() - started)
         epoch, done_in_epoch = epoch + 1, 0
         if step < total_steps and config.checkpoint_every:
-            checkpoint_now(epoch, 0)
+            checkpoint_now(epoch, 0, 0.0)
     progress.close()
     module.eval()
 
@@ -497,6 +500,7 @@ def _checkpoint(
     epoch,
     batches_done,
     epoch_times,
+    epoch_elapsed,
     record,
     config,
 ):
@@ -511,6 +515,7 @@ def _checkpoint(
             "epoch": epoch,
             "batches_done": batches_done,
             "epoch_seconds": epoch_times,
+            "epoch_elapsed": epoch_elapsed,
             "run": _run_identity(record),
         },
         keep=config.keep_checkpoints,
@@ -537,6 +542,23 @@ def _run_identity(record: dict[str, Any]) -> dict[str, Any]:
         identity["negative_miner"] or "backbone"
     )  # checkpoints from before the option
     return identity
+
+
+def _finished(output: Path, retriever, run: dict[str, Any], pairs: int, config: TrainingConfig) -> bool:
+    """Whether ``output`` holds this run finished: the same settings check as an interrupted run
+    (:func:`_run_identity`) plus the method, against the folder's training record."""
+    learning_rate = config.learning_rate_for(retriever.method)
+    identity = _run_identity({**run, "pairs": pairs, **config.to_dict(), "learning_rate": learning_rate})
+    wanted = {"method": retriever.method, **identity}
+    if not finished_run(output, wanted, _trained_settings):
+        return False
+    logger.info("%s already holds the finished retriever; nothing to resume", output)
+    return True
+
+
+def _trained_settings(saved_config: dict[str, Any]) -> dict[str, Any]:
+    """What a saved folder's ``config.json`` says its retriever was trained with."""
+    return {"method": saved_config.get("method"), **_run_identity(saved_config.get("training") or {})}
 
 
 def check_output_folder(output: str | Path, resume: bool = False, overwrite: bool = False) -> None:

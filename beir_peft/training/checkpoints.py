@@ -2,9 +2,14 @@
 
 A checkpoint holds the trainable tensors (``trainable.safetensors``), the optimizer, scheduler and
 RNG states (``optimizer.pt``, read back with ``torch.load(weights_only=True)``: tensors and plain
-containers only) and ``state.json`` (step, epoch, batches done in the epoch, the run's settings).
-Each folder is built under a temporary name and renamed when complete, so a checkpoint that
-exists is whole. Only the newest ``keep`` checkpoints are kept.
+containers only) and ``state.json`` (step, epoch, batches done in the epoch, the seconds spent
+so far, the run's settings). Each folder is built under a temporary name and renamed when complete,
+so a checkpoint that exists is whole. Only the newest ``keep`` checkpoints are kept.
+
+Resuming checks the run's settings against what the newest checkpoint recorded
+(:func:`resume_checkpoint`) or, once the run has finished, against the training record in the saved
+folder's ``config.json`` (:func:`finished_run`): a run is never continued, nor a finished one
+returned, with other settings than it was made with.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..artifacts import CONFIG_NAME, is_retriever_folder, read_config
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_directory, save_safetensors_atomic, write_json_atomic
 
@@ -101,12 +107,34 @@ def resume_checkpoint(
     if checkpoint is None:
         return None
     saved = checkpoint.state.get("run") or {}
-    saved = normalize(saved) if normalize is not None else saved
+    check_same_settings(checkpoint.path, normalize(saved) if normalize is not None else saved, wanted)
+    return checkpoint
+
+
+def check_same_settings(where: str | Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """A one-line :class:`ConfigError` naming ``where`` when ``saved`` differs from ``wanted`` in
+    any of ``wanted``'s keys."""
     changed = [k for k in wanted if saved.get(k) != wanted[k]]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
-        raise ConfigError(f"{checkpoint.path}: cannot resume with different settings ({detail})")
-    return checkpoint
+        raise ConfigError(f"{where}: cannot resume with different settings ({detail})")
+
+
+def finished_run(
+    run_dir: str | Path, wanted: Mapping[str, Any], settings_of: Callable[[dict[str, Any]], Mapping[str, Any]]
+) -> bool:
+    """Whether ``run_dir`` holds a finished run (a saved retriever, no checkpoint) made with ``wanted``.
+
+    ``settings_of(config)`` turns the folder's ``config.json`` into the settings it was trained
+    with (from its ``training`` record); a finished run made with other settings is refused with
+    the same :class:`ConfigError` as an interrupted one, so ``--resume`` never reports success on
+    a folder that holds another model.
+    """
+    run_dir = Path(run_dir)
+    if not is_retriever_folder(run_dir) or checkpoint_dirs(run_dir):
+        return False
+    check_same_settings(run_dir / CONFIG_NAME, settings_of(read_config(run_dir)), wanted)
+    return True
 
 
 def rng_state() -> dict[str, Any]:

@@ -37,13 +37,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ...artifacts import is_retriever_folder, save_retriever
+from ...artifacts import save_retriever
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...models.base import PASSAGE, QUERY, passage_text
 from ...training.checkpoints import (
     CHECKPOINTS,
-    latest_checkpoint,
+    finished_run,
     resume_checkpoint,
     rng_state,
     save_checkpoint,
@@ -149,7 +149,11 @@ def train_art(
             f"ART needs questions and at least top_k={config.top_k} passages; got {len(questions)} "
             f"questions, {len(corpus)} passages"
         )
-    if resume and is_retriever_folder(output) and latest_checkpoint(output) is None:
+    identity = {k: getattr(config, k) for k in _IDENTITY}
+    identity["learning_rate"] = config.learning_rate_for_student()
+    # a finished folder is returned only when it was trained as asked, on the same questions
+    data = {"dataset": dataset_name, "questions": len(questions)}
+    if resume and finished_run(output, {**identity, **data}, lambda saved: saved.get("training") or {}):
         logger.info("%s already holds the finished retriever", output)
         return output
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -179,9 +183,8 @@ def train_art(
     )
     loss_fn = ARTDistillKLLoss(retriever.module, hidden_size=retriever.embedding_dim)
 
-    step, index, index_step, epoch_seconds = 0, None, None, []
-    identity = {k: getattr(config, k) for k in _IDENTITY}
-    identity["learning_rate"] = config.learning_rate_for_student()
+    # carried: seconds the interrupted run had spent in the epoch it resumes (epoch_seconds covers both)
+    step, index, index_step, epoch_seconds, carried = 0, None, None, [], 0.0
     checkpoint = resume_checkpoint(output, identity) if resume else None
     if checkpoint is not None:
         retriever.load_trainable_state_dict(checkpoint.trainable, where=str(checkpoint.path))
@@ -192,6 +195,7 @@ def train_art(
         cache.load_state(checkpoint.optimizer_state["cache"])
         step, index_step = checkpoint.step, int(checkpoint.state["index_step"])
         epoch_seconds = list(checkpoint.state.get("epoch_seconds", []))
+        carried = float(checkpoint.state.get("epoch_elapsed", 0.0))
         logger.info("Resuming ART at step %d (passage index from step %d)", step, index_step)
 
     def rebuild_index() -> torch.Tensor:
@@ -212,7 +216,12 @@ def train_art(
                 "index": index.detach().cpu(),
                 "cache": cache.state(),
             },
-            {"index_step": index_step, "epoch_seconds": epoch_seconds, "run": identity},
+            {
+                "index_step": index_step,
+                "epoch_seconds": epoch_seconds,
+                "epoch_elapsed": time.perf_counter() - started,
+                "run": identity,
+            },
             keep=config.keep_checkpoints,
         )
 
@@ -220,7 +229,7 @@ def train_art(
         total=total_steps, initial=step, desc=f"ART {config.student}", disable=not show_progress_bar
     )
     retriever.module.train()
-    started = time.perf_counter()
+    started = time.perf_counter() - carried
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
         order = list(question_ids)

@@ -31,7 +31,13 @@ from tqdm.auto import tqdm
 from ...encoders.backbone import hf_model, load_backbone, resolve_backbone
 from ...errors import ArtifactError, ConfigError, DatasetError
 from ...io import atomic_directory, save_safetensors_atomic, write_json_atomic
-from ...training.checkpoints import resume_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ...training.checkpoints import (
+    check_same_settings,
+    resume_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,19 +133,22 @@ def train_dam(
 ) -> Path:
     """Train a DAM by MLM on ``texts`` starting from ``init`` (a backbone or another DAM); returns ``output``.
 
-    A finished ``output`` (with ``dam.json``) is returned as is; checkpoints in
-    ``output.checkpoints/`` resume a killed run.
+    A finished ``output`` (with ``dam.json``) made with the same settings is returned as is (one
+    made with others is refused); checkpoints in ``output.run/checkpoints/`` resume a killed run.
     """
     from transformers import get_linear_schedule_with_warmup
 
     config = config or DAMConfig()
     output = Path(output)
-    if is_dam(output):
+    texts = [t for t in texts if t.strip()]
+    identity = {"init": init, "corpus": corpus_name, "texts": len(texts), **dataclasses.asdict(config)}
+    identity.pop("device")
+    if is_dam(output):  # the same settings check as for a run that resumes from a checkpoint
+        check_same_settings(output / DAM_FILE, read_dam(output), identity)
         logger.info("%s is a finished DAM", output)
         return output
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(f"{output}: exists and is not a DAM folder; choose a new output folder")
-    texts = [t for t in texts if t.strip()]
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -158,8 +167,6 @@ def train_dam(
     )
     run_dir = output.with_name(output.name + ".run")
     step = 0
-    identity = {"init": init, "corpus": corpus_name, "texts": len(texts), **dataclasses.asdict(config)}
-    identity.pop("device")
     checkpoint = resume_checkpoint(run_dir, identity)  # refuses a run made with other settings
     if checkpoint is not None:
         mlm.load_state_dict(checkpoint.trainable, strict=False)

@@ -6,7 +6,7 @@ Sachan et al. 2023 (ART, seed 003), section 2 and 4.1. Each step, for a batch of
    that the current passage encoder rebuilds every ``refresh_every`` steps (default 500; at step 0,
    500, 1000, ...);
 2. the ``K`` passages are re-encoded *with* gradients; the student distribution is the softmax of
-   the scores divided by ``sqrt(hidden size)`` [code];
+   the dot products divided by ``student_temperature`` (the authors' code: ``sqrt(hidden size)``);
 3. the teacher distribution is the softmax over the ``K`` passages of the frozen LM's mean token
    log-likelihood of the question given the passage (:mod:`.teacher`, cached per pair);
 4. the loss is ``KL(teacher || student)`` (:class:`beir_peft.losses.ARTDistillKLLoss`); both
@@ -14,7 +14,9 @@ Sachan et al. 2023 (ART, seed 003), section 2 and 4.1. Each step, for a batch of
 
 The paper trains BERT-base dual encoders (separate query and passage encoders, [CLS], dot product)
 with batch 64, lr 2e-5, 10 epochs, warm-up and linear decay. Here the student is any backbone
-(default all-MiniLM-L6-v2 with its own pooling; ``pooling="cls"`` for the paper's), fully trained as
+(default all-MiniLM-L6-v2 with its own pooling; ``pooling="cls"`` for the paper's) as a dot-product
+model on the raw pooled vectors (``normalize=False``: the backbone's final ``Normalize``, if any, is
+dropped, and the saved folder records it; docs/art.md, "The student's scale"), fully trained as
 two encoders (``ft``, the paper) or as PT2-DPR prompts (one prefix per side) or LoRA (one adapter per
 side). Checkpoints hold the trained tensors, optimizer, scheduler, RNG, the current passage
 embeddings and the teacher cache, so a resumed run continues exactly where it stopped.
@@ -49,13 +51,15 @@ from ...training.checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache
+from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache, teacher_record
 
 logger = logging.getLogger(__name__)
 
 STUDENTS = ("ft", "pt2-dpr", "lora")
 #: ART's learning rate for full fine-tuning (the paper); prompt and LoRA students take the package's
 DEFAULT_LEARNING_RATES = {"ft": 2e-5, "pt2-dpr": 1e-3, "lora": 5e-4}
+#: the default student temperature; None: sqrt(hidden size), the authors' code
+STUDENT_TEMPERATURE: float | None = None
 
 
 @dataclass
@@ -65,6 +69,12 @@ class ARTConfig:
     student: str = "ft"
     backbone: str = DEFAULT_BACKBONE
     pooling: str | None = None
+    # False: the raw pooled vectors (the backbone's final Normalize dropped), like the paper's BERT
+    # [CLS] vectors; None: the backbone's own pipeline (MiniLM: unit vectors, a near-uniform student)
+    normalize: bool | None = False
+    # the student's scores are dot / student_temperature; None: sqrt(hidden size) [code]
+    student_temperature: float | None = STUDENT_TEMPERATURE
+    max_seq_length: int | None = None  # None: the backbone's own (MiniLM: 256)
     teacher: str = DEFAULT_TEACHER
     top_k: int = 32
     refresh_every: int = 500
@@ -99,6 +109,10 @@ class ARTConfig:
             raise ConfigError("top_k must be >= 2 (a softmax over one passage teaches nothing)")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be >= 1")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise ConfigError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        if self.student_temperature is not None and not self.student_temperature > 0:
+            raise ConfigError(f"student_temperature must be > 0, got {self.student_temperature}")
 
     def learning_rate_for_student(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.student]
@@ -108,15 +122,22 @@ class ARTConfig:
 
 
 #: settings a resumed run must share with the interrupted one
-_IDENTITY = ("student", "backbone", "pooling", "teacher", "top_k", "refresh_every", "batch_size", "learning_rate",
-             "epochs", "max_steps", "seed")  # fmt: skip
+_IDENTITY = ("student", "backbone", "pooling", "normalize", "student_temperature", "max_seq_length", "teacher",
+             "top_k", "refresh_every", "batch_size", "learning_rate", "epochs", "max_steps", "seed")  # fmt: skip
 
 
 def build_student(config: ARTConfig):
-    """The dual encoder ART trains: two encoders (ft, LoRA) or two prompts (pt2-dpr) over the backbone."""
+    """The dual encoder ART trains: two encoders (ft, LoRA) or two prompts (pt2-dpr) over the backbone.
+
+    A dot-product model whose embeddings are normalised as ``config.normalize`` says (default: raw).
+    """
     from ...models.tuned import build_retriever
 
-    options: dict[str, Any] = {"pooling": config.pooling}
+    options: dict[str, Any] = {
+        "pooling": config.pooling,
+        "normalize": config.normalize,
+        "max_seq_length": config.max_seq_length,
+    }
     if config.student != "pt2-dpr":
         options["separate_encoders"] = True
     return build_retriever(config.student, config.backbone, **options)
@@ -137,8 +158,9 @@ def train_art(
 ) -> Path:
     """Train an ART retriever on unpaired ``questions`` over ``corpus``; returns the saved folder.
 
-    ``teacher`` (default: :class:`QuestionReconstructionTeacher` of ``config.teacher``) needs
-    ``score(questions, passages) -> list[float]``; ``retriever`` defaults to :func:`build_student`.
+    ``teacher`` (default: :class:`QuestionReconstructionTeacher` of ``config.teacher``) is any
+    :class:`~.teacher.RelevanceTeacher` (e.g. :class:`~.oracle.QrelsOracleTeacher`); its
+    ``describe()`` is the record's ``teacher``. ``retriever`` defaults to :func:`build_student`.
     ``on_step`` receives, after each step, ``{"step", "loss", "question_ids", "passage_ids",
     "index_step"}`` (what was retrieved from which index).
     """
@@ -177,9 +199,12 @@ def train_art(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
-    loss_fn = ARTDistillKLLoss(retriever.module, hidden_size=retriever.embedding_dim)
+    loss_fn = ARTDistillKLLoss(
+        retriever.module, hidden_size=retriever.embedding_dim, temperature=config.student_temperature
+    )
+    temperature = loss_fn.student_temperature
 
-    step, index, index_step, epoch_seconds = 0, None, None, []
+    step, index, index_step, epoch_seconds, initial_spread = 0, None, None, [], None
     identity = {k: getattr(config, k) for k in _IDENTITY}
     identity["learning_rate"] = config.learning_rate_for_student()
     checkpoint = resume_checkpoint(output, identity) if resume else None
@@ -192,6 +217,7 @@ def train_art(
         cache.load_state(checkpoint.optimizer_state["cache"])
         step, index_step = checkpoint.step, int(checkpoint.state["index_step"])
         epoch_seconds = list(checkpoint.state.get("epoch_seconds", []))
+        initial_spread = checkpoint.state.get("initial_logit_spread")
         logger.info("Resuming ART at step %d (passage index from step %d)", step, index_step)
 
     def rebuild_index() -> torch.Tensor:
@@ -212,7 +238,12 @@ def train_art(
                 "index": index.detach().cpu(),
                 "cache": cache.state(),
             },
-            {"index_step": index_step, "epoch_seconds": epoch_seconds, "run": identity},
+            {
+                "index_step": index_step,
+                "epoch_seconds": epoch_seconds,
+                "initial_logit_spread": initial_spread,
+                "run": identity,
+            },
             keep=config.keep_checkpoints,
         )
 
@@ -233,7 +264,15 @@ def train_art(
             q = retriever.encode([questions[q] for q in batch_ids], side=QUERY, convert_to_tensor=True).to(
                 device
             )
-            top = (q @ index.T).topk(config.top_k, dim=1).indices.cpu().tolist()
+            values, top = (q @ index.T).topk(config.top_k, dim=1)
+            top = top.cpu().tolist()
+        if initial_spread is None:
+            initial_spread = logit_spread(values / temperature)
+            logger.info(
+                "Student logits over the top-%d at the start (dot / %.3g): spread %.3f, top probability "
+                "%.3f (uniform: %.3f)", config.top_k, temperature, initial_spread["spread"],
+                initial_spread["top_probability"], 1 / config.top_k,
+            )  # fmt: skip
         retrieved = [[doc_ids[i] for i in row] for row in top]
         teacher_scores = cache.get(batch_ids, retrieved)
         features = [
@@ -261,11 +300,18 @@ def train_art(
             save(step)
     progress.close()
     retriever.module.eval()
+    described = teacher_record(teacher)
     record = {
         "method": "art",
         "dataset": dataset_name,
         "questions": len(question_ids),
         **config.to_dict(),
+        # the teacher that actually scored the pairs (config.teacher names only the default one)
+        "teacher": described["name"],
+        "teacher_kind": described["kind"],
+        "teacher_details": described,
+        "student_temperature": temperature,
+        "initial_logit_spread": initial_spread,
         "learning_rate": config.learning_rate_for_student(),
         "steps": step,
         "steps_per_epoch": steps_per_epoch,
@@ -275,3 +321,17 @@ def train_art(
     save_retriever(retriever, output, training=record)
     shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     return output
+
+
+def logit_spread(logits: torch.Tensor) -> dict[str, float]:
+    """How far from uniform the student's softmax over each question's K passages is.
+
+    ``logits``: ``(questions, K)``, the scaled student scores sorted best first. Returns the means
+    over questions of ``logits[:, 0] - logits[:, -1]`` (``spread``) and of the largest softmax
+    probability (``top_probability``; ``1 / K`` for a uniform student).
+    """
+    logits = logits.detach().float().cpu()
+    return {
+        "spread": round(float((logits[:, 0] - logits[:, -1]).mean()), 4),
+        "top_probability": round(float(torch.softmax(logits, dim=1).max(dim=1).values.mean()), 4),
+    }

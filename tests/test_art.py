@@ -235,29 +235,41 @@ def test_scifact_train_questions_with_real_minilm(tiny, teacher, shared_datasets
     q = model.encode_queries(["what causes inflammation"])
     p = model.encode_corpus([{"title": "", "text": "inflammation is caused by"}])
     assert q.shape == p.shape == (1, 384)
+    # MiniLM's unit vectors at temperature 0.05: the student's softmax over the top-K is far from uniform
+    # (at sqrt(384) its logits spread by about 0.01 and its top probability is 1/K to three decimals)
+    record = json.loads((out / "config.json").read_text())["training"]
+    assert record["student_temperature"] == 0.05
+    assert record["initial_logit_spread"]["spread"] > 0.5
+    assert record["initial_logit_spread"]["top_probability"] > 1.5 / cfg.top_k
 
 
 # ------------------------------------------------------------------------------- the student's scale
-def test_art_student_drops_the_final_normalize_and_is_saved_as_a_dot_product_model(tmp_path, teacher, demo):
-    """A backbone ending in Normalize (as all-MiniLM-L6-v2 does) gives ART a raw dot-product student."""
+def test_student_temperature_follows_the_embeddings_geometry(tmp_path, tiny, teacher, demo):
+    """Unit vectors (a backbone ending in Normalize, as all-MiniLM-L6-v2 does) are divided by 0.05, raw
+    vectors by sqrt(hidden) [code]; the folder records the pipeline and the temperature."""
     from beir_peft.encoders.backbone import normalizes
+    from beir_peft.methods.art.training import COSINE_TEMPERATURE, student_temperature
 
     normalized = str(build_tiny_bert(tmp_path / "normalized", normalize=True))
     cfg = ARTConfig(student="ft", backbone=normalized, top_k=4, batch_size=4, max_steps=1, checkpoint_every=0,
                     device="cpu")  # fmt: skip
     student = build_student(cfg)
-    assert student.config.normalize is False and not normalizes(student.model)
-    assert student.score_function == "dot"
+    assert normalizes(student.model) and student.score_function == "dot"
+    assert student_temperature(cfg, student) == COSINE_TEMPERATURE == 0.05
     out = train_art(
         demo.queries, demo.corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False
     )
     saved = json.loads((out / "config.json").read_text())
-    assert saved["normalize"] is False and saved["score_function"] == "dot"
-    loaded = beir_peft.load(out)
-    assert not normalizes(loaded.model) and loaded.score_function == "dot"
-    assert saved["training"]["normalize"] is False
-    # the backbone's own pipeline stays available
-    assert normalizes(build_student(ARTConfig(backbone=normalized, normalize=None)).model)
+    assert saved["score_function"] == "dot" and saved["training"]["student_temperature"] == 0.05
+    assert normalizes(beir_peft.load(out).model)
+    raw = ARTConfig(backbone=normalized, normalize=False)
+    raw_student = build_student(raw)
+    assert not normalizes(raw_student.model) and student_temperature(raw, raw_student) == pytest.approx(
+        32**0.5
+    )
+    plain = config(tiny)  # the tiny BERT has no Normalize
+    assert student_temperature(plain, build_student(plain)) == pytest.approx(32**0.5)
+    assert student_temperature(ARTConfig(student_temperature=2.0), student) == 2.0
 
 
 def test_student_temperature_divides_the_scores(tiny):
@@ -342,4 +354,4 @@ def test_the_saved_record_names_the_teacher_that_trained_it(tiny, teacher, demo,
     assert "TeacherCountingWrapper" in records["custom"]["teacher"]
     spread = records["oracle"]["initial_logit_spread"]
     assert spread["spread"] >= 0 and 1 / cfg.top_k <= spread["top_probability"] <= 1
-    assert records["oracle"]["student_temperature"] == pytest.approx(32**0.5)  # the tiny BERT's hidden size
+    assert records["oracle"]["student_temperature"] == pytest.approx(32**0.5)  # raw vectors: sqrt(hidden)

@@ -6,7 +6,8 @@ Sachan et al. 2023 (ART, seed 003), section 2 and 4.1. Each step, for a batch of
    that the current passage encoder rebuilds every ``refresh_every`` steps (default 500; at step 0,
    500, 1000, ...);
 2. the ``K`` passages are re-encoded *with* gradients; the student distribution is the softmax of
-   the dot products divided by ``student_temperature`` (the authors' code: ``sqrt(hidden size)``);
+   the dot products divided by the student temperature (:func:`student_temperature`: the authors'
+   ``sqrt(hidden size)`` for raw vectors, 0.05 for unit vectors);
 3. the teacher distribution is the softmax over the ``K`` passages of the frozen LM's mean token
    log-likelihood of the question given the passage (:mod:`.teacher`, cached per pair);
 4. the loss is ``KL(teacher || student)`` (:class:`beir_peft.losses.ARTDistillKLLoss`); both
@@ -14,9 +15,8 @@ Sachan et al. 2023 (ART, seed 003), section 2 and 4.1. Each step, for a batch of
 
 The paper trains BERT-base dual encoders (separate query and passage encoders, [CLS], dot product)
 with batch 64, lr 2e-5, 10 epochs, warm-up and linear decay. Here the student is any backbone
-(default all-MiniLM-L6-v2 with its own pooling; ``pooling="cls"`` for the paper's) as a dot-product
-model on the raw pooled vectors (``normalize=False``: the backbone's final ``Normalize``, if any, is
-dropped, and the saved folder records it; docs/art.md, "The student's scale"), fully trained as
+(default all-MiniLM-L6-v2 with its own pooling and final ``Normalize``; ``pooling="cls"`` for the
+paper's; docs/art.md, "The student's scale"), fully trained as
 two encoders (``ft``, the paper) or as PT2-DPR prompts (one prefix per side) or LoRA (one adapter per
 side). Checkpoints hold the trained tensors, optimizer, scheduler, RNG, the current passage
 embeddings and the teacher cache, so a resumed run continues exactly where it stopped.
@@ -58,8 +58,9 @@ logger = logging.getLogger(__name__)
 STUDENTS = ("ft", "pt2-dpr", "lora")
 #: ART's learning rate for full fine-tuning (the paper); prompt and LoRA students take the package's
 DEFAULT_LEARNING_RATES = {"ft": 2e-5, "pt2-dpr": 1e-3, "lora": 5e-4}
-#: the default student temperature; None: sqrt(hidden size), the authors' code
-STUDENT_TEMPERATURE: float | None = None
+#: the student temperature on unit vectors: sentence-transformers' MultipleNegativesRankingLoss scale 20,
+#: the one cosine backbones such as all-MiniLM-L6-v2 were trained at
+COSINE_TEMPERATURE = 0.05
 
 
 @dataclass
@@ -69,11 +70,11 @@ class ARTConfig:
     student: str = "ft"
     backbone: str = DEFAULT_BACKBONE
     pooling: str | None = None
-    # False: the raw pooled vectors (the backbone's final Normalize dropped), like the paper's BERT
-    # [CLS] vectors; None: the backbone's own pipeline (MiniLM: unit vectors, a near-uniform student)
-    normalize: bool | None = False
-    # the student's scores are dot / student_temperature; None: sqrt(hidden size) [code]
-    student_temperature: float | None = STUDENT_TEMPERATURE
+    # None: the backbone's own pipeline (MiniLM: unit vectors); False: drop the final Normalize
+    normalize: bool | None = None
+    # the student's scores are dot / student_temperature; None: by the embeddings' geometry
+    # (student_temperature(): sqrt(hidden size) for raw vectors [code], 0.05 for unit vectors)
+    student_temperature: float | None = None
     max_seq_length: int | None = None  # None: the backbone's own (MiniLM: 256)
     teacher: str = DEFAULT_TEACHER
     top_k: int = 32
@@ -129,7 +130,8 @@ _IDENTITY = ("student", "backbone", "pooling", "normalize", "student_temperature
 def build_student(config: ARTConfig):
     """The dual encoder ART trains: two encoders (ft, LoRA) or two prompts (pt2-dpr) over the backbone.
 
-    A dot-product model whose embeddings are normalised as ``config.normalize`` says (default: raw).
+    A dot-product model whose embeddings are normalised as ``config.normalize`` says (default: as
+    the backbone's pipeline does; on unit vectors the dot product is the cosine).
     """
     from ...models.tuned import build_retriever
 
@@ -199,10 +201,8 @@ def train_art(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
-    loss_fn = ARTDistillKLLoss(
-        retriever.module, hidden_size=retriever.embedding_dim, temperature=config.student_temperature
-    )
-    temperature = loss_fn.student_temperature
+    temperature = student_temperature(config, retriever)
+    loss_fn = ARTDistillKLLoss(retriever.module, hidden_size=retriever.embedding_dim, temperature=temperature)
 
     step, index, index_step, epoch_seconds, initial_spread = 0, None, None, [], None
     identity = {k: getattr(config, k) for k in _IDENTITY}
@@ -335,3 +335,20 @@ def logit_spread(logits: torch.Tensor) -> dict[str, float]:
         "spread": round(float((logits[:, 0] - logits[:, -1]).mean()), 4),
         "top_probability": round(float(torch.softmax(logits, dim=1).max(dim=1).values.mean()), 4),
     }
+
+
+def student_temperature(config: ARTConfig, retriever: Any) -> float:
+    """What the student's dot products are divided by: ``config.student_temperature`` when set, else
+    :data:`COSINE_TEMPERATURE` when the student's embeddings are unit vectors (its pipeline ends in
+    ``Normalize``) and ``sqrt(hidden size)`` (the authors' code, for BERT's raw [CLS] vectors) when not.
+
+    sqrt(384) on all-MiniLM-L6-v2's unit vectors would make the student's softmax over the top-K
+    uniform to three decimals (docs/art.md, "The student's scale").
+    """
+    from ...encoders.backbone import normalizes
+
+    if config.student_temperature is not None:
+        return float(config.student_temperature)
+    if normalizes(retriever.model):
+        return COSINE_TEMPERATURE
+    return math.sqrt(retriever.embedding_dim)

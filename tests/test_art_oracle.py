@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_network_data"
 
 MAX_SEQ_LENGTH = 64
 EXTRA_PASSAGES = 600
-# 20 steps of 8 questions: at ART's lr for ft (2e-5) the oracle moved nDCG@10 by +0.0006 (p = 0.94)
+# 20 steps of 8 questions: at ART's lr for ft (2e-5) the oracle moved nDCG@10 by +0.0006 (p = 0.94); at 1e-4
+# the anti-oracle by -0.67 and the oracle by -0.09 (docs/results.md, "ART with oracle teachers")
 SETTINGS = {"student": "ft", "max_seq_length": MAX_SEQ_LENGTH, "top_k": 8, "batch_size": 8, "max_steps": 20,
             "learning_rate": 1e-4, "refresh_every": 10**6, "checkpoint_every": 0, "warmup_ratio": 0.1,
             "device": "cpu"}  # fmt: skip
@@ -81,6 +82,11 @@ def versus_zero_shot(zero_shot, trained, test):
     return paired_t_test(zero_shot.per_query_ndcg10, trained.per_query_ndcg10, test.qrels)
 
 
+@pytest.mark.xfail(
+    reason="measured: the oracle ends below zero-shot at lr 1e-4 (-0.090) and level at 2e-5; its uniform "
+    "distribution over top-K without a relevant passage flattens the student (docs/results.md)",
+    run=False,
+)
 def test_oracle_teacher_lifts_art_above_zero_shot(scifact, zero_shot, tmp_path_factory):
     result = versus_zero_shot(zero_shot, art_with(scifact, tmp_path_factory, inverted=False), scifact[1])
     assert result.delta > 0 and result.p_value < 0.05, result

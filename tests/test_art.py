@@ -281,3 +281,151 @@ def test_scifact_train_questions_with_real_minilm(tiny, teacher, shared_datasets
     q = model.encode_queries(["what causes inflammation"])
     p = model.encode_corpus([{"title": "", "text": "inflammation is caused by"}])
     assert q.shape == p.shape == (1, 384)
+    # MiniLM's unit vectors at temperature 0.05: the student's softmax over the top-K is far from uniform
+    # (at sqrt(384) its logits spread by about 0.01 and its top probability is 1/K to three decimals)
+    record = json.loads((out / "config.json").read_text())["training"]
+    assert record["student_temperature"] == 0.05
+    assert record["initial_logit_spread"]["spread"] > 0.5
+    assert record["initial_logit_spread"]["top_probability"] > 1.5 / cfg.top_k
+
+
+# ------------------------------------------------------------------------------- the student's scale
+def test_student_temperature_follows_the_embeddings_geometry(tmp_path, tiny, teacher, demo):
+    """Unit vectors (a backbone ending in Normalize, as all-MiniLM-L6-v2 does) are divided by 0.05, raw
+    vectors by sqrt(hidden) [code]; the folder records the pipeline and the temperature."""
+    from beir_peft.encoders.backbone import normalizes
+    from beir_peft.methods.art.training import COSINE_TEMPERATURE, student_temperature
+
+    normalized = str(build_tiny_bert(tmp_path / "normalized", normalize=True))
+    cfg = ARTConfig(student="ft", backbone=normalized, top_k=4, batch_size=4, max_steps=1, checkpoint_every=0,
+                    device="cpu")  # fmt: skip
+    student = build_student(cfg)
+    assert normalizes(student.model) and student.score_function == "dot"
+    assert student_temperature(cfg, student) == COSINE_TEMPERATURE == 0.05
+    out = train_art(
+        demo.queries, demo.corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False
+    )
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["score_function"] == "dot" and saved["training"]["student_temperature"] == 0.05
+    assert normalizes(beir_peft.load(out).model)
+    raw = ARTConfig(backbone=normalized, normalize=False)
+    raw_student = build_student(raw)
+    assert not normalizes(raw_student.model) and student_temperature(raw, raw_student) == pytest.approx(
+        32**0.5
+    )
+    plain = config(tiny)  # the tiny BERT has no Normalize
+    assert student_temperature(plain, build_student(plain)) == pytest.approx(32**0.5)
+    assert student_temperature(ARTConfig(student_temperature=2.0), student) == 2.0
+
+
+def test_student_temperature_divides_the_scores(tiny):
+    student = build_student(config(tiny))
+    student.module.eval()
+    questions, passages = ["q one", "q two"], ["p a", "p b", "p c", "p d"]
+    teacher_scores = torch.tensor([[0.0, -10.0], [-10.0, 0.0]])
+    features = [student.tokenize(questions), student.tokenize(passages)]
+    with torch.no_grad():
+        q = student.module(features[0], "query")
+        p = student.module(features[1], "passage").view(2, 2, -1)
+    t = torch.softmax(teacher_scores, dim=1)
+    for temperature in (None, 1.0, 0.5):
+        loss = ARTDistillKLLoss(student.module, hidden_size=student.embedding_dim, temperature=temperature)
+        s = torch.einsum("bd,bkd->bk", q, p) / (temperature or student.embedding_dim**0.5)
+        expected = (t * (t.log() - torch.log_softmax(s, dim=1))).sum(1).mean()
+        assert loss(features, teacher_scores).item() == pytest.approx(expected.item(), rel=1e-4)
+    with pytest.raises(ConfigError, match="temperature"):
+        ARTConfig(student_temperature=0)
+
+
+# ------------------------------------------------------------------------------- injectable teachers
+def oracle_data():
+    # q3 has q1's text, d4 has d3's
+    queries = {"q1": "what do cats eat", "q2": "why is the sky blue", "q3": "what do cats eat"}
+    corpus = {"d1": {"title": "Cats", "text": "Cats eat meat."}, "d2": {"title": "Sky", "text": "Rayleigh."},
+              "d3": {"title": "Dogs", "text": "Dogs bark."}, "d4": {"title": "Dogs", "text": "Dogs bark."}}  # fmt: skip
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 0}, "q3": {"d4": 1}}
+    return queries, corpus, qrels
+
+
+def test_oracle_teacher_scores_judged_pairs_from_texts():
+    from beir_peft.methods.art import QrelsOracleTeacher, RelevanceTeacher
+    from beir_peft.models.base import passage_text
+
+    queries, corpus, qrels = oracle_data()
+    oracle = QrelsOracleTeacher(queries, corpus, qrels, source="toy/train")
+    anti = QrelsOracleTeacher(queries, corpus, qrels, inverted=True, source="toy/train")
+    assert isinstance(oracle, RelevanceTeacher)
+    text = {d: passage_text(doc) for d, doc in corpus.items()}
+    questions = [queries["q1"]] * 3 + [queries["q2"]] * 3
+    passages = [text["d1"], text["d2"], text["d3"], text["d1"], text["d2"], text["d3"]]
+    # a text stands for all its ids (q3 -> d4 makes "cats" -> "dogs" relevant); grade 0 is not relevant
+    assert oracle.score(questions, passages) == [0.0, -10.0, 0.0, -10.0, 0.0, -10.0]
+    assert anti.score(questions, passages) == [-10.0, 0.0, -10.0, 0.0, -10.0, 0.0]
+    assert torch.softmax(torch.tensor(oracle.score(questions[3:], passages[3:])), 0)[1] > 0.9999
+    assert oracle.describe()["kind"] == "oracle" and anti.describe()["kind"] == "anti-oracle"
+    assert oracle.describe()["name"] == "oracle:toy/train" and oracle.describe()["relevant_pairs"] == 3
+    with pytest.raises(ConfigError, match="no question 'unknown"):
+        oracle.score(["unknown question"], [text["d1"]])
+    with pytest.raises(ConfigError, match="no passage"):
+        oracle.score([queries["q1"]], ["a passage it never saw"])
+    with pytest.raises(ConfigError, match="must exceed"):
+        QrelsOracleTeacher(queries, corpus, qrels, relevant_score=-10, irrelevant_score=0)
+    with pytest.raises(ConfigError, match="no relevant pair"):
+        QrelsOracleTeacher(queries, corpus, {"q9": {"d1": 1}})
+
+
+def test_the_saved_record_names_the_teacher_that_trained_it(tiny, teacher, demo, tmp_path):
+    from beir_peft.methods.art import QrelsOracleTeacher
+
+    cfg = config(tiny, max_steps=2, checkpoint_every=0)
+    runs = {
+        "t5": teacher,
+        "oracle": QrelsOracleTeacher.from_dataset(demo),
+        "anti": QrelsOracleTeacher.from_dataset(demo, inverted=True),
+        "custom": TeacherCountingWrapper(teacher),
+    }
+    records = {}
+    for name, chosen in runs.items():
+        out = train_art(
+            demo.queries, demo.corpus, tmp_path / name, cfg, teacher=chosen, show_progress_bar=False
+        )
+        records[name] = json.loads((out / "config.json").read_text())["training"]
+        card = (out / "README.md").read_text()
+        assert f"teacher_kind: {records[name]['teacher_kind']}" in card
+    assert records["t5"]["teacher"] == tiny["t5"] and records["t5"]["teacher_kind"] == "question-likelihood"
+    assert records["oracle"]["teacher"] == "oracle:demo/train"
+    assert records["oracle"]["teacher_kind"] == "oracle"
+    assert records["anti"]["teacher_kind"] == "anti-oracle" and records["anti"]["teacher_details"]["inverted"]
+    assert records["custom"]["teacher_kind"] == "custom"
+    assert "TeacherCountingWrapper" in records["custom"]["teacher"]
+    spread = records["oracle"]["initial_logit_spread"]
+    assert spread["spread"] >= 0 and 1 / cfg.top_k <= spread["top_probability"] <= 1
+    assert records["oracle"]["student_temperature"] == pytest.approx(32**0.5)  # raw vectors: sqrt(hidden)
+
+
+class TiedTeacher:
+    """Scores every pair alike: no question tells its passages apart."""
+
+    def score(self, questions, passages):
+        return [0.0] * len(questions)
+
+    def describe(self):
+        return {"kind": "tied", "name": "tied"}
+
+
+def test_questions_whose_teacher_scores_all_tie_are_left_out(tiny, teacher, demo, tmp_path):
+    """KL toward a uniform teacher only flattens the student: a tied question teaches nothing."""
+    student = build_student(config(tiny))
+    before = {k: v.clone() for k, v in student.trainable_state_dict().items()}
+    seen = []
+    out = train_art(demo.queries, demo.corpus, tmp_path / "tied", config(tiny, checkpoint_every=0),
+                    teacher=TiedTeacher(), retriever=student, show_progress_bar=False,
+                    on_step=lambda info: seen.extend(info["question_ids"]))  # fmt: skip
+    after = beir_peft.load(out).trainable_state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    record = json.loads((out / "config.json").read_text())["training"]
+    assert record["uninformative_questions"] == len(seen) > 0 and record["teacher"] == "tied"
+    # a real teacher's rows all count, and the student moves
+    out = train_art(demo.queries, demo.corpus, tmp_path / "lm", config(tiny, checkpoint_every=0),
+                    teacher=teacher, show_progress_bar=False)  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["training"]["uninformative_questions"] == 0

@@ -8,7 +8,7 @@ receive gradients (the passages are re-encoded with gradients).
 
 This is sentence-transformers' ``DistillKLDivLoss`` with: column 0 encoded on the query side and
 the passages on the passage side (one forward over all ``batch x K`` of them), the student
-temperature ``sqrt(hidden)``, the teacher temperature 1, and without the ``temperature^2`` factor
+temperature ``sqrt(hidden)`` (or an explicit one: docs/art.md, "The student's scale"), the teacher temperature 1, and without the ``temperature^2`` factor
 sentence-transformers applies for classic distillation (ART's loss has none; with a temperature of
 ``sqrt(384)`` it would multiply the loss, and so the step size, by 384).
 
@@ -35,15 +35,23 @@ class ARTDistillKLLoss(DistillKLDivLoss):
     Args:
         model: ``model(features, side) -> (n, dim)``, e.g. ``retriever.module``.
         hidden_size: the student's embedding size; scores are divided by its square root.
+        temperature: divide the scores by this instead (``None``: ``sqrt(hidden_size)``, [code]).
     """
 
-    def __init__(self, model: Callable[[dict[str, torch.Tensor], str], torch.Tensor], hidden_size: int):
+    def __init__(
+        self,
+        model: Callable[[dict[str, torch.Tensor], str], torch.Tensor],
+        hidden_size: int,
+        temperature: float | None = None,
+    ):
         if hidden_size < 1:
             raise ConfigError(f"hidden_size must be >= 1, got {hidden_size}")
+        if temperature is not None and not temperature > 0:
+            raise ConfigError(f"the student temperature must be > 0, got {temperature}")
         super().__init__(
             model,
             similarity_fct=pairwise_dot_score,
-            student_temperature=math.sqrt(hidden_size),
+            student_temperature=math.sqrt(hidden_size) if temperature is None else float(temperature),
             teacher_temperature=1.0,
         )
         self.hidden_size = hidden_size
@@ -67,5 +75,5 @@ class ARTDistillKLLoss(DistillKLDivLoss):
     ) -> torch.Tensor:
         return super().compute_loss_from_embeddings(embeddings, labels) / self.student_temperature**2
 
-    def get_config_dict(self) -> dict[str, int]:
-        return {"hidden_size": self.hidden_size}
+    def get_config_dict(self) -> dict[str, float]:
+        return {"hidden_size": self.hidden_size, "temperature": self.student_temperature}

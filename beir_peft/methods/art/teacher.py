@@ -9,13 +9,18 @@ question based on this passage."`` and the target as ``"Question: {q}"``; both a
 :class:`QuestionReconstructionTeacher` scores (question, passage) pairs in batches of its own size,
 in bfloat16 on GPUs that support it; :class:`TeacherCache` remembers every pair it has scored, so
 no pair is scored twice in a run (and, saved with the checkpoints, not after a resume either).
+
+:class:`RelevanceTeacher` is what the training loop needs from any teacher: ``score`` over
+(question, passage) texts on a log-likelihood-like scale, and ``describe`` for the saved record.
+:class:`QuestionReconstructionTeacher` is the paper's implementation; the qrels oracle of
+:mod:`.oracle` is another (a controlled check that the training signal reaches the student).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -29,6 +34,37 @@ PASSAGE_TEMPLATE = "Passage: {passage} . Please write a question based on this p
 QUESTION_TEMPLATE = "Question: {question}"
 
 
+@runtime_checkable
+class RelevanceTeacher(Protocol):
+    """A teacher for ART: how relevant each passage is to its question, on a log-likelihood scale.
+
+    ``score(questions, passages)`` gets two equally long lists of texts (the question, and the
+    passage as :func:`beir_peft.models.base.passage_text` writes it: title and text) and returns
+    one float per pair. ART's loss takes the softmax of a question's K scores (teacher temperature
+    1), so the scale matters: a difference of ``d`` between two passages means a probability ratio
+    of ``exp(d)``, as between two question log-likelihoods.
+
+    ``describe()`` returns a JSON-ready dict with at least ``kind`` (e.g. ``"question-likelihood"``,
+    ``"oracle"``, ``"anti-oracle"``) and ``name``; it goes into the saved folder's training record,
+    so a folder says which teacher trained it.
+    """
+
+    def score(self, questions: Sequence[str], passages: Sequence[str]) -> list[float]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def teacher_record(teacher: Any) -> dict[str, Any]:
+    """``teacher.describe()``, or for a teacher without one ``{"kind": "custom", "name": its class}``."""
+    describe = getattr(teacher, "describe", None)
+    if callable(describe):
+        record = dict(describe())
+        record.setdefault("kind", "custom")
+        record.setdefault("name", type(teacher).__qualname__)
+        return record
+    return {"kind": "custom", "name": f"{type(teacher).__module__}.{type(teacher).__qualname__}"}
+
+
 class QuestionReconstructionTeacher:
     """Mean token log-likelihood of a question given a passage under a frozen seq2seq LM.
 
@@ -39,6 +75,8 @@ class QuestionReconstructionTeacher:
         dtype: ``"auto"`` (bfloat16 where the GPU supports it, else float32), ``"float32"``,
             ``"bfloat16"`` or ``"float16"``.
         max_passage_length, max_question_length: token limits of the two sides.
+
+    A :class:`RelevanceTeacher`.
     """
 
     def __init__(
@@ -66,6 +104,15 @@ class QuestionReconstructionTeacher:
         self.model.to(self.device).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "question-likelihood",
+            "name": self.name,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "max_passage_length": self.max_passage_length,
+            "max_question_length": self.max_question_length,
+        }
 
     def encode_pairs(self, questions: Sequence[str], passages: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised inputs (prompted passages) and labels (prompted questions, padding = -100)."""

@@ -6,7 +6,8 @@ Sachan et al. 2023 (ART, seed 003), section 2 and 4.1. Each step, for a batch of
    that the current passage encoder rebuilds every ``refresh_every`` steps (default 500; at step 0,
    500, 1000, ...);
 2. the ``K`` passages are re-encoded *with* gradients; the student distribution is the softmax of
-   the scores divided by ``sqrt(hidden size)`` [code];
+   the dot products divided by the student temperature (:func:`student_temperature`: the authors'
+   ``sqrt(hidden size)`` for raw vectors, 0.05 for unit vectors);
 3. the teacher distribution is the softmax over the ``K`` passages of the frozen LM's mean token
    log-likelihood of the question given the passage (:mod:`.teacher`, cached per pair);
 4. the loss is ``KL(teacher || student)`` (:class:`beir_peft.losses.ARTDistillKLLoss`); both
@@ -14,7 +15,8 @@ Sachan et al. 2023 (ART, seed 003), section 2 and 4.1. Each step, for a batch of
 
 The paper trains BERT-base dual encoders (separate query and passage encoders, [CLS], dot product)
 with batch 64, lr 2e-5, 10 epochs, warm-up and linear decay. Here the student is any backbone
-(default all-MiniLM-L6-v2 with its own pooling; ``pooling="cls"`` for the paper's), fully trained as
+(default all-MiniLM-L6-v2 with its own pooling and final ``Normalize``; ``pooling="cls"`` for the
+paper's; docs/art.md, "The student's scale"), fully trained as
 two encoders (``ft``, the paper) or as PT2-DPR prompts (one prefix per side) or LoRA (one adapter per
 side). Checkpoints hold the trained tensors, optimizer, scheduler, RNG, the current passage
 embeddings and the teacher cache, so a resumed run continues exactly where it stopped.
@@ -49,13 +51,18 @@ from ...training.checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache
+from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache, teacher_record
 
 logger = logging.getLogger(__name__)
 
 STUDENTS = ("ft", "pt2-dpr", "lora")
 #: ART's learning rate for full fine-tuning (the paper); prompt and LoRA students take the package's
 DEFAULT_LEARNING_RATES = {"ft": 2e-5, "pt2-dpr": 1e-3, "lora": 5e-4}
+#: the student temperature on unit vectors: sentence-transformers' MultipleNegativesRankingLoss scale 20,
+#: the one cosine backbones such as all-MiniLM-L6-v2 were trained at
+COSINE_TEMPERATURE = 0.05
+#: teacher scores closer than this over a question's K passages count as tied (no signal)
+TIED = 1e-6
 
 
 @dataclass
@@ -65,6 +72,12 @@ class ARTConfig:
     student: str = "ft"
     backbone: str = DEFAULT_BACKBONE
     pooling: str | None = None
+    # None: the backbone's own pipeline (MiniLM: unit vectors); False: drop the final Normalize
+    normalize: bool | None = None
+    # the student's scores are dot / student_temperature; None: by the embeddings' geometry
+    # (student_temperature(): sqrt(hidden size) for raw vectors [code], 0.05 for unit vectors)
+    student_temperature: float | None = None
+    max_seq_length: int | None = None  # None: the backbone's own (MiniLM: 256)
     teacher: str = DEFAULT_TEACHER
     top_k: int = 32
     refresh_every: int = 500
@@ -99,6 +112,10 @@ class ARTConfig:
             raise ConfigError("top_k must be >= 2 (a softmax over one passage teaches nothing)")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be >= 1")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise ConfigError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        if self.student_temperature is not None and not self.student_temperature > 0:
+            raise ConfigError(f"student_temperature must be > 0, got {self.student_temperature}")
 
     def learning_rate_for_student(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.student]
@@ -108,15 +125,23 @@ class ARTConfig:
 
 
 #: settings a resumed run must share with the interrupted one
-_IDENTITY = ("student", "backbone", "pooling", "teacher", "top_k", "refresh_every", "batch_size", "learning_rate",
-             "epochs", "max_steps", "seed")  # fmt: skip
+_IDENTITY = ("student", "backbone", "pooling", "normalize", "student_temperature", "max_seq_length", "teacher",
+             "top_k", "refresh_every", "batch_size", "learning_rate", "epochs", "max_steps", "seed")  # fmt: skip
 
 
 def build_student(config: ARTConfig):
-    """The dual encoder ART trains: two encoders (ft, LoRA) or two prompts (pt2-dpr) over the backbone."""
+    """The dual encoder ART trains: two encoders (ft, LoRA) or two prompts (pt2-dpr) over the backbone.
+
+    A dot-product model whose embeddings are normalised as ``config.normalize`` says (default: as
+    the backbone's pipeline does; on unit vectors the dot product is the cosine).
+    """
     from ...models.tuned import build_retriever
 
-    options: dict[str, Any] = {"pooling": config.pooling}
+    options: dict[str, Any] = {
+        "pooling": config.pooling,
+        "normalize": config.normalize,
+        "max_seq_length": config.max_seq_length,
+    }
     if config.student != "pt2-dpr":
         options["separate_encoders"] = True
     return build_retriever(config.student, config.backbone, **options)
@@ -137,8 +162,9 @@ def train_art(
 ) -> Path:
     """Train an ART retriever on unpaired ``questions`` over ``corpus``; returns the saved folder.
 
-    ``teacher`` (default: :class:`QuestionReconstructionTeacher` of ``config.teacher``) needs
-    ``score(questions, passages) -> list[float]``; ``retriever`` defaults to :func:`build_student`.
+    ``teacher`` (default: :class:`QuestionReconstructionTeacher` of ``config.teacher``) is any
+    :class:`~.teacher.RelevanceTeacher` (e.g. :class:`~.oracle.QrelsOracleTeacher`); its
+    ``describe()`` is the record's ``teacher``. ``retriever`` defaults to :func:`build_student`.
     ``on_step`` receives, after each step, ``{"step", "loss", "question_ids", "passage_ids",
     "index_step"}`` (what was retrieved from which index).
     """
@@ -151,9 +177,14 @@ def train_art(
         )
     identity = {k: getattr(config, k) for k in _IDENTITY}
     identity["learning_rate"] = config.learning_rate_for_student()
-    # a finished folder is returned only when it was trained as asked, on the same questions
-    data = {"dataset": dataset_name, "questions": len(questions)}
-    if resume and finished_run(output, {**identity, **data}, lambda saved: saved.get("training") or {}):
+    # a finished folder is returned only when it was trained as asked, on the same questions (its
+    # record names the teacher that scored the pairs, not config.teacher, when one was passed in)
+    wanted = {"dataset": dataset_name, "questions": len(questions), **identity}
+    if teacher is not None:
+        wanted["teacher"] = teacher_record(teacher)["name"]
+    if config.student_temperature is None:  # the record holds the one the geometry gave (backbone, normalize)
+        del wanted["student_temperature"]
+    if resume and finished_run(output, wanted, lambda saved: saved.get("training") or {}):
         logger.info("%s already holds the finished retriever", output)
         return output
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -181,10 +212,12 @@ def train_art(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
-    loss_fn = ARTDistillKLLoss(retriever.module, hidden_size=retriever.embedding_dim)
+    temperature = student_temperature(config, retriever)
+    loss_fn = ARTDistillKLLoss(retriever.module, hidden_size=retriever.embedding_dim, temperature=temperature)
 
     # carried: seconds the interrupted run had spent in the epoch it resumes (epoch_seconds covers both)
-    step, index, index_step, epoch_seconds, carried = 0, None, None, [], 0.0
+    step, index, index_step, epoch_seconds, carried, initial_spread = 0, None, None, [], 0.0, None
+    uninformative = 0  # questions left out because their teacher scores all tied
     checkpoint = resume_checkpoint(output, identity) if resume else None
     if checkpoint is not None:
         retriever.load_trainable_state_dict(checkpoint.trainable, where=str(checkpoint.path))
@@ -196,6 +229,8 @@ def train_art(
         step, index_step = checkpoint.step, int(checkpoint.state["index_step"])
         epoch_seconds = list(checkpoint.state.get("epoch_seconds", []))
         carried = float(checkpoint.state.get("epoch_elapsed", 0.0))
+        initial_spread = checkpoint.state.get("initial_logit_spread")
+        uninformative = int(checkpoint.state.get("uninformative_questions", 0))
         logger.info("Resuming ART at step %d (passage index from step %d)", step, index_step)
 
     def rebuild_index() -> torch.Tensor:
@@ -220,6 +255,8 @@ def train_art(
                 "index_step": index_step,
                 "epoch_seconds": epoch_seconds,
                 "epoch_elapsed": time.perf_counter() - started,
+                "initial_logit_spread": initial_spread,
+                "uninformative_questions": uninformative,
                 "run": identity,
             },
             keep=config.keep_checkpoints,
@@ -242,22 +279,37 @@ def train_art(
             q = retriever.encode([questions[q] for q in batch_ids], side=QUERY, convert_to_tensor=True).to(
                 device
             )
-            top = (q @ index.T).topk(config.top_k, dim=1).indices.cpu().tolist()
+            values, top = (q @ index.T).topk(config.top_k, dim=1)
+            top = top.cpu().tolist()
+        if initial_spread is None:
+            initial_spread = logit_spread(values / temperature)
+            logger.info(
+                "Student logits over the top-%d at the start (dot / %.3g): spread %.3f, top probability "
+                "%.3f (uniform: %.3f)", config.top_k, temperature, initial_spread["spread"],
+                initial_spread["top_probability"], 1 / config.top_k,
+            )  # fmt: skip
         retrieved = [[doc_ids[i] for i in row] for row in top]
         teacher_scores = cache.get(batch_ids, retrieved)
-        features = [
-            retriever.tokenize([questions[q] for q in batch_ids]),
-            retriever.tokenize([passages[i] for row in top for i in row]),
-        ]
-        loss = loss_fn(features, teacher_scores)
-        loss.backward()
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        optimizer.step()
+        # A question whose teacher scores its K passages all alike carries no relevance signal, and KL
+        # toward a uniform teacher would only flatten the student: such rows are left out. An LM teacher
+        # never ties; the qrels oracle does when no judged passage was retrieved.
+        informative = [row for row, scores in enumerate(teacher_scores) if scores.max() - scores.min() > TIED]
+        uninformative += len(batch_ids) - len(informative)
+        value = float("nan")
+        if informative:
+            features = [
+                retriever.tokenize([questions[batch_ids[row]] for row in informative]),
+                retriever.tokenize([passages[i] for row in informative for i in top[row]]),
+            ]
+            loss = loss_fn(features, teacher_scores[informative])
+            loss.backward()
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            optimizer.step()
+            value = float(loss.detach())
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        value = float(loss.detach())
         progress.update(1)
         progress.set_postfix(loss=f"{value:.4f}", scored=cache.scored_pairs)
         if on_step is not None:
@@ -270,11 +322,19 @@ def train_art(
             save(step)
     progress.close()
     retriever.module.eval()
+    described = teacher_record(teacher)
     record = {
         "method": "art",
         "dataset": dataset_name,
         "questions": len(question_ids),
         **config.to_dict(),
+        # the teacher that actually scored the pairs (config.teacher names only the default one)
+        "teacher": described["name"],
+        "teacher_kind": described["kind"],
+        "teacher_details": described,
+        "student_temperature": temperature,
+        "initial_logit_spread": initial_spread,
+        "uninformative_questions": uninformative,
         "learning_rate": config.learning_rate_for_student(),
         "steps": step,
         "steps_per_epoch": steps_per_epoch,
@@ -284,3 +344,34 @@ def train_art(
     save_retriever(retriever, output, training=record)
     shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     return output
+
+
+def logit_spread(logits: torch.Tensor) -> dict[str, float]:
+    """How far from uniform the student's softmax over each question's K passages is.
+
+    ``logits``: ``(questions, K)``, the scaled student scores sorted best first. Returns the means
+    over questions of ``logits[:, 0] - logits[:, -1]`` (``spread``) and of the largest softmax
+    probability (``top_probability``; ``1 / K`` for a uniform student).
+    """
+    logits = logits.detach().float().cpu()
+    return {
+        "spread": round(float((logits[:, 0] - logits[:, -1]).mean()), 4),
+        "top_probability": round(float(torch.softmax(logits, dim=1).max(dim=1).values.mean()), 4),
+    }
+
+
+def student_temperature(config: ARTConfig, retriever: Any) -> float:
+    """What the student's dot products are divided by: ``config.student_temperature`` when set, else
+    :data:`COSINE_TEMPERATURE` when the student's embeddings are unit vectors (its pipeline ends in
+    ``Normalize``) and ``sqrt(hidden size)`` (the authors' code, for BERT's raw [CLS] vectors) when not.
+
+    sqrt(384) on all-MiniLM-L6-v2's unit vectors would make the student's softmax over the top-K
+    uniform to three decimals (docs/art.md, "The student's scale").
+    """
+    from ...encoders.backbone import normalizes
+
+    if config.student_temperature is not None:
+        return float(config.student_temperature)
+    if normalizes(retriever.model):
+        return COSINE_TEMPERATURE
+    return math.sqrt(retriever.embedding_dim)

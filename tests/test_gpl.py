@@ -386,3 +386,18 @@ def test_the_default_labeler_is_recorded_as_the_cross_encoder(tiny, corpus, tmp_
     training = json.loads((out / "config.json").read_text())["training"]
     assert training["gpl"]["pseudo_labeler"] == {"kind": "cross-encoder", "model": tiny["ce"]}
     assert training["pseudo_labeler"] == f"cross-encoder {tiny['ce']}"
+
+
+def test_dense_miners_can_be_truncated(tiny, corpus, monkeypatch):
+    """``mining_max_seq_length``: a CPU budget mines with shorter inputs than the miner's own."""
+    import beir_peft.models.loading as loading
+    from beir_peft.methods.gpl.negatives import mine_negatives
+
+    loaded, original = [], loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loaded.append(original(*a, **k)) or loaded[-1])
+    positives = {"q1": list(corpus)[0]}
+    found = mine_negatives([tiny["bert"], "bm25"], corpus, {"q1": "what causes rain"}, positives, depth=3,
+                           max_seq_length=8, show_progress_bar=False)  # fmt: skip
+    assert loaded[0].model.max_seq_length == 8
+    assert len(found["q1"][tiny["bert"]]) == 3 and positives["q1"] not in found["q1"]["bm25"]
+    assert GPLConfig(mining_max_seq_length=16).mining_max_seq_length == 16

@@ -8,7 +8,12 @@ passage, -5 otherwise; ``inverted`` swaps them). Everything else is ``run_gpl`` 
 (BM25 hard negatives, one negative per example, MarginMSE on the dot product, the real
 all-MiniLM-L6-v2 as the student). Each trained folder and the zero-shot backbone (at the same
 max_seq_length, with its own cosine) are evaluated on SciFact test and on the MS MARCO slice;
-per-query nDCG@10 is tested against zero-shot (two-tailed paired t-test).
+per-query nDCG@10 is tested against zero-shot (two-tailed paired t-test). ``zero-shot-dot`` is the
+backbone without its final Normalize, scored by dot product: where a GPL ``dot`` student starts.
+
+``--scifact-docs N`` evaluates every SciFact test query over a seeded slice of the corpus (the
+judged passages plus random others up to N, as tests/conftest.py's ``scifact_zero_shot_slice``);
+0 (the default) is the whole corpus.
 
 Usage (finished runs and evaluations are skipped)::
 
@@ -21,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import shutil
 import time
 from pathlib import Path
 
@@ -28,12 +35,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import beir_peft
 from beir_peft.analysis.significance import paired_t_test
-from beir_peft.data import load_dataset, resolve_dataset
+from beir_peft.data import BeirDataset, load_dataset, resolve_dataset
 from beir_peft.encoders.backbone import DEFAULT_BACKBONE
 from beir_peft.evaluation import evaluate_retriever, write_result_json
 from beir_peft.io import write_json_atomic
 from beir_peft.methods.gpl import GPLConfig, OracleLabeler, oracle_queries, run_gpl
+from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_FILE
 from beir_peft.models.loading import load_model
+from beir_peft.models.tuned import build_retriever
 
 DATASETS = ("scifact", "msmarco-dl19-5k")
 STUDENTS = ("ft", "pt2-dpr")
@@ -47,11 +56,22 @@ def write_queries(path: Path, train) -> int:
     return len(rows)
 
 
+def share_stages(first: Path, folder: Path) -> None:
+    """Stages 0-2 (sample, queries, hard negatives) do not depend on the student or the teacher: a
+    later run starts from the first run's files, which the pipeline then reuses as its own."""
+    for name in (SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE):
+        if (first / name).is_file() and not (folder / name).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(first / name, folder / name)
+
+
 def train_one(runs: Path, student: str, teacher: str, train, queries_file: Path, args) -> Path:
+    share_stages(runs / f"{STUDENTS[0]}-oracle", runs / f"{student}-{teacher}")
     config = GPLConfig(
         preset="tiny",
         student=student,
-        miners=["bm25"],
+        miners=args.miners,
+        mining_max_seq_length=args.max_seq_length,
         negatives_per_miner=args.negatives,
         steps=args.steps,
         warmup_steps=max(1, args.steps // 10),
@@ -60,7 +80,10 @@ def train_one(runs: Path, student: str, teacher: str, train, queries_file: Path,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
     )
-    labeler = OracleLabeler(train.qrels, train.queries, inverted=TEACHERS[teacher], source="scifact train")
+    labeler = OracleLabeler(
+        train.qrels, train.queries, high=args.oracle_scale, low=-args.oracle_scale, inverted=TEACHERS[teacher],
+        source="scifact train",
+    )  # fmt: skip
     started = time.perf_counter()
     folder = run_gpl(
         train.corpus, runs / f"{student}-{teacher}", config, queries_file=queries_file, dataset_name="scifact",
@@ -70,12 +93,24 @@ def train_one(runs: Path, student: str, teacher: str, train, queries_file: Path,
     return folder
 
 
-def evaluate(model, name: str, out: Path, args) -> dict[str, dict]:
+def test_data(dataset: str, slice_docs: int) -> BeirDataset:
+    """The test split; with ``slice_docs``, every query over the judged passages plus seeded others."""
+    data = load_dataset(resolve_dataset(dataset), split="test")
+    if not slice_docs:
+        return data
+    judged = sorted({doc for docs in data.qrels.values() for doc in docs})
+    others = sorted(set(data.corpus) - set(judged))
+    kept = judged + random.Random(0).sample(others, max(0, slice_docs - len(judged)))
+    corpus = {doc: data.corpus[doc] for doc in kept}
+    return BeirDataset(data.name, data.path, "test", corpus, data.queries, data.qrels)
+
+
+def evaluate(model, name: str, out: Path, args, datasets=DATASETS) -> dict[str, dict]:
     found = {}
-    for dataset in DATASETS:
+    for dataset in datasets:
         path = out / f"{name}.{dataset}.json"
         if not path.is_file():
-            data = load_dataset(resolve_dataset(dataset), split="test")
+            data = test_data(dataset, args.scifact_docs if dataset == "scifact" else 0)
             result = evaluate_retriever(
                 model, data.corpus, data.queries, data.qrels, config={"dataset": dataset, "split": "test",
                 "model": name}, show_progress_bar=not args.quiet,
@@ -89,15 +124,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/results/gpl_oracle"))
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-seq-length", type=int, default=32, help="training, mining and evaluation")
+    parser.add_argument("--miner", dest="miners", action="append", help="default: all-MiniLM-L6-v2")
     parser.add_argument("--negatives", type=int, default=30)
     parser.add_argument("--lr-ft", type=float, default=2e-5)
-    parser.add_argument("--lr-pt2", type=float, default=1e-3)
+    parser.add_argument("--lr-pt2", type=float, default=3e-3)
+    parser.add_argument(
+        "--oracle-scale", type=float, default=5.0, help="the oracle's logit: +S relevant, -S not"
+    )
+    parser.add_argument("--scifact-docs", type=int, default=1000, help="evaluate on a corpus slice (0: all)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    args.miners = args.miners or [DEFAULT_BACKBONE]
     args.lr = {"ft": args.lr_ft, "pt2-dpr": args.lr_pt2}
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -107,23 +148,35 @@ def main() -> None:
 
     zero_shot = load_model(DEFAULT_BACKBONE)
     zero_shot.model.max_seq_length = args.max_seq_length  # the students' length: a like-for-like reference
-    results = {"zero-shot": evaluate(zero_shot, "zero-shot", args.out, args)}
-    sizes = {"zero-shot": (0, 0)}
+    models = {"zero-shot": zero_shot}
+    results = {"zero-shot": evaluate(zero_shot, "zero-shot", args.out, args, datasets=("scifact",))}
+    raw = build_retriever("ft", normalize=False, max_seq_length=args.max_seq_length)
+    results["zero-shot-dot"] = evaluate(raw, "zero-shot-dot", args.out, args, datasets=("scifact",))
+    sizes = {"zero-shot": (0, 0), "zero-shot-dot": (0, 0)}
+    seconds: dict[str, float] = {}
     for student in STUDENTS:
         for teacher in TEACHERS:
             name = f"{student}-{teacher}"
             folder = train_one(args.runs, student, teacher, train, queries_file, args)
-            results[name] = evaluate(beir_peft.load(folder), name, args.out, args)
+            models[name] = beir_peft.load(folder)
+            results[name] = evaluate(models[name], name, args.out, args, datasets=("scifact",))
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             sizes[name] = (config["trainable_parameters"], (folder / "weights.safetensors").stat().st_size)
+            seconds[name] = sum(config["training"]["epoch_seconds"])  # the training loop, as recorded
             write_json_atomic(args.out / f"{name}.config.json", config)
+    for name, model in models.items():  # the other domain last: SciFact's answer comes first
+        results[name].update(evaluate(model, name, args.out, args, datasets=DATASETS[1:]))
 
-    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("runs", "out")}, "models": {}}
+    settings = {k: v for k, v in vars(args).items() if k not in ("runs", "out")}
+    summary = {"settings": settings, "train_seconds": seconds, "models": {}}
     rows = []
     for name, by_dataset in results.items():
         entry = {"trainable_parameters": sizes[name][0], "weights_bytes": sizes[name][1]}
         cells = []
         for dataset in DATASETS:
+            if dataset not in by_dataset:
+                cells.append("-")
+                continue
             result, reference = by_dataset[dataset], results["zero-shot"][dataset]
             scores, ref = result["per_query"]["NDCG@10"], reference["per_query"]["NDCG@10"]
             test = paired_t_test(ref, scores, ref)

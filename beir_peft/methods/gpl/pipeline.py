@@ -101,6 +101,7 @@ class GPLConfig:
     miners: list[str] = field(default_factory=lambda: list(DEFAULT_MINERS))
     negatives_per_miner: int = 50
     mining_search: str = "exact"  # or faiss-flat / faiss-hnsw for large corpora
+    mining_max_seq_length: int | None = None  # None: each dense miner's own (a CPU budget: shorter)
     total_queries: int | None = None
     queries_per_passage: int | None = None
     num_passages: int | None = None
@@ -229,6 +230,7 @@ def run_gpl(
                 batch_size=config.mining_batch_size,
                 device=config.device,
                 show_progress_bar=show_progress_bar,
+                max_seq_length=config.mining_max_seq_length,
             ).items()
         ],  # fmt: skip
         reader=_read_jsonl,

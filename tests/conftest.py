@@ -52,3 +52,42 @@ def no_network_data(tmp_path_factory, monkeypatch) -> Path:
     for name in _PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
     return cache
+
+
+#: SciFact test as the oracle-teacher tests evaluate it: every test query (300), over the passages
+#: judged for them plus seeded random others up to this many, encoded at this length
+SCIFACT_SLICE_DOCS = 1000
+SCIFACT_SLICE_MAX_SEQ_LENGTH = 32
+
+
+@pytest.fixture(scope="session")
+def scifact_zero_shot_slice():
+    """The zero-shot all-MiniLM-L6-v2 (its own cosine) on a slice of SciFact test, evaluated once.
+
+    Returns ``{"data": BeirDataset, "result": EvaluationResult, "max_seq_length": int}``: all 300
+    test queries over :data:`SCIFACT_SLICE_DOCS` passages (the judged ones first), passages and
+    queries truncated at :data:`SCIFACT_SLICE_MAX_SEQ_LENGTH` tokens. Evaluate a trained model on
+    ``data`` at the same length and test its per-query nDCG@10 against ``result``'s. Skipped when
+    ../shared/datasets is absent.
+    """
+    import random
+
+    from beir_peft.data import BeirDataset, load_dataset
+    from beir_peft.evaluation import evaluate_retriever
+    from beir_peft.models.loading import load_model
+
+    if not (SHARED_DATASETS / "scifact").is_dir():
+        pytest.skip(f"real datasets not available: {SHARED_DATASETS / 'scifact'} does not exist")
+    test = load_dataset(SHARED_DATASETS / "scifact", split="test")
+    judged = sorted({doc for docs in test.qrels.values() for doc in docs})
+    others = sorted(set(test.corpus) - set(judged))
+    kept = judged + random.Random(0).sample(others, max(0, SCIFACT_SLICE_DOCS - len(judged)))
+    data = BeirDataset(
+        test.name, test.path, "test", {doc: test.corpus[doc] for doc in kept}, test.queries, test.qrels
+    )
+    model = load_model()
+    model.model.max_seq_length = SCIFACT_SLICE_MAX_SEQ_LENGTH
+    result = evaluate_retriever(
+        model, data.corpus, data.queries, data.qrels, k_values=[10], show_progress_bar=False
+    )
+    return {"data": data, "result": result, "max_seq_length": SCIFACT_SLICE_MAX_SEQ_LENGTH}

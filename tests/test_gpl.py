@@ -37,6 +37,8 @@ def tiny(tmp_path_factory):
         "t5": str(build_tiny_t5(root / "t5")),
         "ce": str(build_tiny_cross_encoder(root / "ce")),
         "bert": str(build_tiny_bert(root / "bert")),
+        # ends with Normalize, as all-MiniLM-L6-v2 does
+        "bert_norm": str(build_tiny_bert(root / "bert_norm", normalize=True)),
     }
 
 
@@ -287,3 +289,115 @@ def test_tsdae_then_gpl(tiny, corpus, tmp_path):
                   show_progress_bar=False)  # fmt: skip
     assert (out / "tsdae" / "modules.json").is_file() and not (out / "tsdae.checkpoints").exists()
     assert beir_peft.load(out).config.backbone == str((out / "tsdae").resolve())
+
+
+# ------------------------------------------------------------------------------- student scale, teachers
+def _norms(model, texts):
+    import numpy as np
+
+    return np.linalg.norm(model.encode_queries(texts, batch_size=4), axis=1)
+
+
+def test_dot_student_is_saved_as_an_unnormalised_dot_product_model(tiny, corpus, tmp_path):
+    """GPL's margins are raw logit differences: a dot student must not sit on the unit sphere."""
+    from beir_peft.encoders.backbone import normalizes
+
+    out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny, backbone=tiny["bert_norm"], steps=2),
+                  show_progress_bar=False)  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["normalize"] is False and config["score_function"] == "dot"
+    model = beir_peft.load(out)
+    assert not normalizes(model.model) and model.score_function == "dot"
+    assert (abs(_norms(model, ["what causes rain", "vaccines"]) - 1) > 1e-3).all()
+
+
+def test_cosine_student_scores_by_cosine(tiny, corpus, tmp_path):
+    config = tiny_config(tiny, student="ft", similarity="cosine", steps=2)  # tiny["bert"] has no Normalize
+    out = run_gpl(corpus, tmp_path / "run", config, show_progress_bar=False)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["normalize"] is True and saved["score_function"] == "cos_sim"
+    assert _norms(beir_peft.load(out), ["what causes rain"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_oracle_margins_are_oracle_score_differences():
+    from beir_peft.methods.gpl import OracleLabeler
+
+    qrels = {"1": {"a": 1, "b": 1, "z": 0}, "2": {"c": 2}}
+    queries = {"1": "first question", "2": "second question"}
+    oracle = OracleLabeler(qrels, queries)
+    pipeline_queries = {"x": "first question", "y": "second question"}  # matched by text, not id
+    triples = [("x", "a", "c"), ("x", "a", "b"), ("y", "c", "a"), ("y", "a", "c"), ("x", "a", "z")]
+    assert oracle.margins(triples, pipeline_queries, {}) == [10.0, 0.0, 10.0, -10.0, 10.0]
+    anti = OracleLabeler(qrels, queries, inverted=True)
+    assert anti.margins(triples, pipeline_queries, {}) == [-10.0, 0.0, -10.0, 10.0, -10.0]
+    assert anti.describe()["kind"] == "oracle" and anti.describe()["inverted"] is True
+    with pytest.raises(DatasetError, match="not in its qrels"):
+        oracle.margins([("q", "a", "b")], {"q": "an unknown question"}, {})
+    with pytest.raises(DatasetError, match="no text"):
+        OracleLabeler({"3": {"a": 1}}, queries)
+
+
+def test_oracle_queries_are_one_row_per_judged_pair():
+    from beir_peft.methods.gpl import oracle_queries
+
+    rows = oracle_queries({"2": {"c": 1}, "1": {"b": 1, "a": 1, "n": 0}}, {"1": "q one", "2": "q two"})
+    assert rows == [
+        {"_id": "1:a", "text": "q one", "doc_id": "a"},
+        {"_id": "1:b", "text": "q one", "doc_id": "b"},
+        {"_id": "2:c", "text": "q two", "doc_id": "c"},
+    ]
+
+
+def test_an_injected_labeler_makes_the_labels_and_is_recorded(tiny, tmp_path):
+    """The oracle replaces the cross-encoder (never loaded); the folder says an oracle was used."""
+    from beir_peft.methods.gpl import OracleLabeler, oracle_queries
+    from beir_peft.methods.gpl.pipeline import CONFIG_FILE
+
+    data = load_dataset("demo", split="test")
+    queries_file = tmp_path / "queries.jsonl"
+    queries_file.write_text("".join(json.dumps(r) + "\n" for r in oracle_queries(data.qrels, data.queries)))
+    oracle = OracleLabeler(data.qrels, data.queries, source="demo test")
+    config = tiny_config(tiny, cross_encoder="nowhere/none", miners=["bm25"], steps=3)
+    out = run_gpl(data.corpus, tmp_path / "run", config, queries_file=queries_file, labeler=oracle,
+                  show_progress_bar=False)  # fmt: skip
+    rows = [line.split("\t") for line in (out / TRAINING_FILE).read_text().splitlines()[1:]]
+    texts = {
+        json.loads(line)["_id"]: json.loads(line)["text"] for line in queries_file.read_text().splitlines()
+    }
+    for qid, pos, neg, margin in rows:
+        assert float(margin) == oracle.score(texts[qid], pos) - oracle.score(texts[qid], neg)
+    assert {float(r[3]) for r in rows} <= {0.0, 10.0}  # the positive is always judged relevant
+    assert json.loads((out / CONFIG_FILE).read_text())["pseudo_labeler"] == oracle.describe()
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["gpl"]["pseudo_labeler"]["kind"] == "oracle"
+    assert "oracle" in training["pseudo_labeler"] and "not a real GPL teacher" in training["pseudo_labeler"]
+    assert "oracle" in (out / "README.md").read_text()
+    # labels made by another teacher are not reused
+    anti = OracleLabeler(data.qrels, data.queries, inverted=True, source="demo test")
+    with pytest.raises(ConfigError, match="pseudo_labeler"):
+        run_gpl(data.corpus, tmp_path / "run", config, queries_file=queries_file, labeler=anti,
+                show_progress_bar=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="labeler must have margins"):
+        run_gpl(data.corpus, tmp_path / "r2", config, queries_file=queries_file, labeler=object())
+
+
+def test_the_default_labeler_is_recorded_as_the_cross_encoder(tiny, corpus, tmp_path):
+    out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny, steps=2), show_progress_bar=False)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["gpl"]["pseudo_labeler"] == {"kind": "cross-encoder", "model": tiny["ce"]}
+    assert training["pseudo_labeler"] == f"cross-encoder {tiny['ce']}"
+
+
+def test_dense_miners_can_be_truncated(tiny, corpus, monkeypatch):
+    """``mining_max_seq_length``: a CPU budget mines with shorter inputs than the miner's own."""
+    import beir_peft.models.loading as loading
+    from beir_peft.methods.gpl.negatives import mine_negatives
+
+    loaded, original = [], loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loaded.append(original(*a, **k)) or loaded[-1])
+    positives = {"q1": list(corpus)[0]}
+    found = mine_negatives([tiny["bert"], "bm25"], corpus, {"q1": "what causes rain"}, positives, depth=3,
+                           max_seq_length=8, show_progress_bar=False)  # fmt: skip
+    assert loaded[0].model.max_seq_length == 8
+    assert len(found["q1"][tiny["bert"]]) == 3 and positives["q1"] not in found["q1"]["bm25"]
+    assert GPLConfig(mining_max_seq_length=16).mining_max_seq_length == 16

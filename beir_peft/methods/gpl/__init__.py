@@ -2,10 +2,22 @@
 
 :func:`run_gpl` runs the whole resumable pipeline (:mod:`.pipeline`); its stages live in
 :mod:`.sizing` (the 250K rule), :mod:`.query_generation`, :mod:`.negatives`, :mod:`.pseudo_labels`
-and :mod:`.tsdae`. The training loss is :class:`beir_peft.losses.DualEncoderMarginMSELoss`.
+(the teacher interface and the cross-encoder), :mod:`.oracle` (a qrels teacher for testing the
+signal) and :mod:`.tsdae`. The training loss is :class:`beir_peft.losses.DualEncoderMarginMSELoss`.
 """
 
+from .oracle import OracleLabeler, oracle_queries
 from .pipeline import PRESETS, GPLConfig, run_gpl
+from .pseudo_labels import MarginLabeler, PseudoLabeler
 from .sizing import gpl_sizing
 
-__all__ = ["PRESETS", "GPLConfig", "gpl_sizing", "run_gpl"]
+__all__ = [
+    "PRESETS",
+    "GPLConfig",
+    "MarginLabeler",
+    "OracleLabeler",
+    "PseudoLabeler",
+    "gpl_sizing",
+    "oracle_queries",
+    "run_gpl",
+]

@@ -33,10 +33,12 @@ def mine_negatives(
     batch_size: int = 128,
     device: str | None = None,
     show_progress_bar: bool = True,
+    max_seq_length: int | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """``{query_id: {miner: [doc_id, ...]}}``: each miner's top ``depth`` passages, the positive removed.
 
     One miner is loaded at a time. ``positives`` maps each query to its source passage.
+    ``max_seq_length`` truncates a dense miner's inputs (``None``: the miner's own length).
     """
     from ...models.loading import load_model
     from ...search import make_search
@@ -45,6 +47,8 @@ def mine_negatives(
     for miner in miners:
         logger.info("Mining %d negatives per query with %s", depth, miner)
         model = load_model(miner, device=device)
+        if max_seq_length is not None and hasattr(model, "model"):  # a dense model (BM25 has none)
+            model.model.max_seq_length = int(max_seq_length)
         searcher = make_search(model, search, batch_size=batch_size, show_progress_bar=show_progress_bar)
         score_function = getattr(model, "score_function", None)
         run = searcher.search(corpus, queries, top_k=depth + 1, score_function=score_function)

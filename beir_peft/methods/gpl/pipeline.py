@@ -16,7 +16,15 @@ Long stages 1 and 3 write shards (``*.parts/``) as they go and merge them at the
 stage that is killed half-way keeps its finished shards.
 
 The student is ``ft`` (full fine-tuning, the paper), ``pt2-dpr`` (deep prompts: GPL with a fraction
-of a percent of the parameters trained per domain) or ``lora``, on any backbone.
+of a percent of the parameters trained per domain) or ``lora``, on any backbone. With ``similarity
+"dot"`` (the paper's) the student embeds without a final ``Normalize`` and is saved as a dot-product
+model (``normalize: false``, ``score_function: "dot"``), as GPL's released students are: its margins
+are raw cross-encoder logit differences, which unit vectors (dot products in [-1, 1]) cannot reach.
+With ``"cosine"`` it embeds on the unit sphere and scores by cosine (``score_function: "cos_sim"``).
+
+The teacher of stage 3 is injectable (``run_gpl(..., labeler=...)``, any
+:class:`~.pseudo_labels.MarginLabeler`); by default it is the cross-encoder named by
+``GPLConfig.cross_encoder``. The run folder and the trained retriever record which one was used.
 """
 
 from __future__ import annotations
@@ -39,7 +47,14 @@ from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
 from ...models.base import passage_text
 from .negatives import DEFAULT_MINERS, mine_negatives
-from .pseudo_labels import DEFAULT_CROSS_ENCODER, PseudoLabeler, chunks, draw_triples
+from .pseudo_labels import (
+    DEFAULT_CROSS_ENCODER,
+    MarginLabeler,
+    PseudoLabeler,
+    chunks,
+    cross_encoder_record,
+    draw_triples,
+)
 from .query_generation import DEFAULT_GENERATOR, GenerationSettings, QueryGenerator, generate_queries
 from .sizing import PAPER_TOTAL_QUERIES, gpl_sizing, sample_passages
 
@@ -83,6 +98,7 @@ class GPLConfig:
     miners: list[str] = field(default_factory=lambda: list(DEFAULT_MINERS))
     negatives_per_miner: int = 50
     mining_search: str = "exact"  # or faiss-flat / faiss-hnsw for large corpora
+    mining_max_seq_length: int | None = None  # None: each dense miner's own (a CPU budget: shorter)
     total_queries: int | None = None
     queries_per_passage: int | None = None
     num_passages: int | None = None
@@ -140,6 +156,12 @@ class GPLConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def student_embedding(self) -> dict[str, Any]:
+        """How the student embeds and scores: raw dot-product vectors, or unit vectors and cosine."""
+        if self.similarity == "dot":
+            return {"normalize": False, "score_function": "dot"}
+        return {"normalize": True, "score_function": "cos_sim"}
+
 
 def run_gpl(
     corpus: Mapping[str, Mapping[str, Any]],
@@ -149,6 +171,7 @@ def run_gpl(
     queries_file: str | os.PathLike | None = None,
     dataset_name: str = "corpus",
     overwrite: bool = False,
+    labeler: MarginLabeler | None = None,
     show_progress_bar: bool = True,
     echo: Callable[[str], None] = logger.info,
 ) -> Path:
@@ -156,10 +179,18 @@ def run_gpl(
 
     ``queries_file``: the user's own queries instead of generated ones, a JSONL file with ``text``
     and ``doc_id`` (the passage the query was written for) per line, ``_id`` optional.
+    ``labeler``: the teacher of stage 3, any :class:`MarginLabeler` (e.g.
+    :class:`~.oracle.OracleLabeler`); ``None`` loads the cross-encoder ``config.cross_encoder``
+    (only when labels are still to be made). Its ``describe()`` record is saved with the run.
     """
     config = config or GPLConfig()
     output = Path(output_dir)
-    _check_folder(output, config, queries_file, overwrite)
+    if labeler is not None and not isinstance(labeler, MarginLabeler):
+        raise ConfigError(
+            f"labeler must have margins(triples, queries, corpus) and describe(); got {type(labeler).__name__}"
+        )
+    teacher = labeler.describe() if labeler is not None else cross_encoder_record(config.cross_encoder)
+    _check_folder(output, config, queries_file, overwrite, teacher)
 
     sample = _stage(
         output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
@@ -196,6 +227,7 @@ def run_gpl(
                 batch_size=config.mining_batch_size,
                 device=config.device,
                 show_progress_bar=show_progress_bar,
+                max_seq_length=config.mining_max_seq_length,
             ).items()
         ],  # fmt: skip
         reader=_read_jsonl,
@@ -212,6 +244,7 @@ def run_gpl(
             negatives,
             corpus,
             config,
+            labeler,
             output / f"{TRAINING_FILE}.parts",
             show_progress_bar,
         ),
@@ -233,7 +266,9 @@ def run_gpl(
             )
         backbone = str(tsdae_dir.resolve())
     echo(f"training: {config.student} on {backbone}, {config.steps} steps of {config.batch_size}")
-    return _train(training, queries, corpus, backbone, config, output, dataset_name, show_progress_bar)
+    return _train(
+        training, queries, corpus, backbone, config, teacher, output, dataset_name, show_progress_bar
+    )
 
 
 # ------------------------------------------------------------------------------- stage plumbing
@@ -255,10 +290,14 @@ def _stage(
     return value
 
 
-def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool) -> None:
+def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool, teacher: dict) -> None:
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output}: exists and is not a folder")
-    record = {**config.to_dict(), "queries_file": str(queries_file) if queries_file else None}
+    record = {
+        **config.to_dict(),
+        "queries_file": str(queries_file) if queries_file else None,
+        "pseudo_labeler": teacher,
+    }
     path = output / CONFIG_FILE
     if overwrite and output.is_dir():
         for name in (CONFIG_FILE, SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE):
@@ -270,6 +309,8 @@ def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool
         clear_run(output)
     elif path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
+        # folders written before the teacher was recorded were labelled by their cross-encoder
+        saved.setdefault("pseudo_labeler", cross_encoder_record(saved.get("cross_encoder", "")))
         changed = sorted(k for k in record if k not in OPERATIONAL and saved.get(k) != record[k])
         if changed:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {record[k]!r}" for k in changed)
@@ -371,12 +412,13 @@ def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, 
     return rows
 
 
-def _label(queries, positives, negatives, corpus, config: GPLConfig, parts: Path, show: bool):
+def _label(queries, positives, negatives, corpus, config: GPLConfig, labeler, parts: Path, show: bool):
     triples = draw_triples(list(queries), positives, negatives, config.steps * config.batch_size, config.seed)
-    labeler = PseudoLabeler(
-        config.cross_encoder, max_length=config.max_seq_length, batch_size=config.cross_encoder_batch_size,
-        device=config.device,
-    )  # fmt: skip
+    if labeler is None:
+        labeler = PseudoLabeler(
+            config.cross_encoder, max_length=config.max_seq_length, batch_size=config.cross_encoder_batch_size,
+            device=config.device,
+        )  # fmt: skip
 
     def make(_first, part):
         margins = labeler.margins(part, queries, corpus)
@@ -385,6 +427,16 @@ def _label(queries, positives, negatives, corpus, config: GPLConfig, parts: Path
         ]
 
     return _sharded(parts, triples, config.shard_size, make, "pseudo labels", show)
+
+
+def _teacher_note(teacher: Mapping[str, Any]) -> str:
+    kind = teacher.get("kind")
+    if kind == "cross-encoder":
+        return f"cross-encoder {teacher.get('model')}"
+    if kind == "oracle":
+        anti = "inverted (anti-oracle) " if teacher.get("inverted") else ""
+        return f"{anti}oracle from relevance judgements ({teacher.get('source') or 'qrels'}), not a real GPL teacher"
+    return f"{kind or 'custom'} labeller"
 
 
 def _write_training_tsv(path: Path, rows) -> None:
@@ -405,13 +457,17 @@ def _read_training_tsv(path: Path) -> list[dict[str, Any]]:
 
 
 def _train(
-    training, queries, corpus, backbone: str, config: GPLConfig, output: Path, dataset_name, show: bool
-) -> Path:
+    training, queries, corpus, backbone: str, config: GPLConfig, teacher: dict, output: Path, dataset_name,
+    show: bool,
+) -> Path:  # fmt: skip
     from ...losses import DualEncoderMarginMSELoss
     from ...models.tuned import build_retriever
     from ..supervised import TrainingConfig, fit
 
-    retriever = build_retriever(config.student, backbone, max_seq_length=config.max_seq_length)
+    # dot: raw pooled vectors (the backbone's final Normalize dropped), saved as a dot-product model
+    retriever = build_retriever(
+        config.student, backbone, max_seq_length=config.max_seq_length, **config.student_embedding()
+    )
     learning_rate = config.learning_rate
     if learning_rate is None and config.student == "ft":
         learning_rate = 2e-5  # sentence-transformers' fit default, which GPL's code uses
@@ -443,7 +499,12 @@ def _train(
             "dataset": dataset_name,
             "split": "gpl",
             "method": "gpl",
-            "gpl": {k: v for k, v in config.to_dict().items() if k not in OPERATIONAL},
+            # a plain string, so the model card shows it: an oracle run must never pass as real GPL
+            "pseudo_labeler": _teacher_note(teacher),
+            "gpl": {
+                **{k: v for k, v in config.to_dict().items() if k not in OPERATIONAL},
+                "pseudo_labeler": teacher,
+            },
         },
         make_loss=lambda module: DualEncoderMarginMSELoss(module, similarity=config.similarity),
         no_duplicates=False,

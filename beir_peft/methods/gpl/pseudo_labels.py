@@ -1,4 +1,4 @@
-"""GPL stage 3: training triples and their cross-encoder pseudo labels.
+"""GPL stage 3: training triples and their pseudo labels.
 
 Wang et al. 2022 (seed 002), sections 3-4: each training example is a generated query, its source
 passage (positive) and one negative drawn uniformly from the union of the miners' negatives; the
@@ -6,6 +6,10 @@ label is the margin ``CE(q, pos) - CE(q, neg)`` of the cross-encoder ``ms-marco-
 its raw logits (no sigmoid). As in the authors' code, the examples are drawn once, before training,
 for the whole run (``steps x batch_size`` of them), by passing over the queries in a shuffled order
 (re-shuffled on each pass).
+
+The teacher is anything with :class:`MarginLabeler`'s two methods: :class:`PseudoLabeler` (the
+paper's cross-encoder) is one implementation, :class:`~beir_peft.methods.gpl.oracle.OracleLabeler`
+(relevance judgements posing as a teacher, to test that the signal reaches the student) another.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -59,8 +63,32 @@ def draw_triples(
     return triples
 
 
+@runtime_checkable
+class MarginLabeler(Protocol):
+    """GPL's teacher: what stage 3 needs to label (query, positive, negative) triples.
+
+    ``margins`` returns ``teacher(q, pos) - teacher(q, neg)`` per triple, on the teacher's own
+    (unbounded, logit-like) scale; ``describe`` is the JSON record saved in the run folder and in
+    the trained retriever's training record, so a folder always says which teacher made its labels.
+    """
+
+    def margins(
+        self,
+        triples: Sequence[tuple[str, str, str]],
+        queries: Mapping[str, str],
+        corpus: Mapping[str, Mapping[str, Any]],
+    ) -> list[float]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def cross_encoder_record(model_name_or_path: str) -> dict[str, Any]:
+    """The :meth:`MarginLabeler.describe` record of the cross-encoder labeller (no model loaded)."""
+    return {"kind": "cross-encoder", "model": str(model_name_or_path)}
+
+
 class PseudoLabeler:
-    """Cross-encoder margins for (query, positive, negative) triples.
+    """Cross-encoder margins for (query, positive, negative) triples: the paper's :class:`MarginLabeler`.
 
     Args:
         model_name_or_path: a sentence-transformers ``CrossEncoder`` (hub name or folder) with one
@@ -91,6 +119,9 @@ class PseudoLabeler:
             raise ConfigError(
                 f"{model_name_or_path}: a pseudo labeler needs one relevance logit, it has {self.model.num_labels}"
             )
+
+    def describe(self) -> dict[str, Any]:
+        return cross_encoder_record(self.name)
 
     def scores(self, pairs: Sequence[tuple[str, str]], show_progress_bar: bool = False) -> list[float]:
         """Raw logits of (query, passage) pairs."""

@@ -47,6 +47,7 @@ from .encoders.backbone import (
 )
 from .encoders.deep_prompt import DeepPrompt, DeepPromptHost
 from .encoders.lora_router import BASE, LoraRouter
+from .encoders.lora_router import MIXING as LORA_MIXING
 from .encoders.mixed_prompts import RowPrompts
 from .encoders.sharing import SERVED_LORA, check_backbone_shareable, register_backbone_user
 from .errors import ArtifactError, ConfigError
@@ -109,6 +110,18 @@ class DomainServer:
         self.module = nn.ModuleList(
             [backbone] + [d.retriever.module for d in self.domains.values() if d.retriever is not None]
         )
+
+    @property
+    def lora_mixing(self) -> str | None:
+        """How LoRA rows get their adapter: ``"gathered"`` or ``"peft"`` (``None``: no LoRA domain)."""
+        return self._router.mixing if self._router is not None else None
+
+    @lora_mixing.setter
+    def lora_mixing(self, mixing: str) -> None:
+        if mixing not in LORA_MIXING:
+            raise ConfigError(f"lora_mixing must be one of {LORA_MIXING}, got {mixing!r}")
+        if self._router is not None:
+            self._router.mixing = mixing
 
     # ------------------------------------------------------------------ one domain alone
     def __getitem__(self, name: str):
@@ -335,7 +348,10 @@ class ServedDomain:
 
 # ---------------------------------------------------------------------------------------- loading
 def load_domains(
-    mapping: Mapping[str, str | Path | None], backbone=None, device: str | None = None
+    mapping: Mapping[str, str | Path | None],
+    backbone=None,
+    device: str | None = None,
+    lora_mixing: str = "gathered",
 ) -> DomainServer:
     """Load saved retriever folders onto one backbone: ``{domain name: folder or None}``.
 
@@ -344,8 +360,12 @@ def load_domains(
     default MiniLM when every domain is ``None``). A folder trained on another backbone (its
     backbone fingerprint differs) is an :class:`ArtifactError` naming the folder; a method that
     cannot share a backbone (``ft``, ``bitfit``, ``ddr``, ``prompt``, ``colbert-ft``) a
-    :class:`ConfigError`.
+    :class:`ConfigError`. ``lora_mixing``: how LoRA rows of a mixed batch get their adapter,
+    ``"gathered"`` (one batched matmul over per-row adapters) or ``"peft"`` (peft's own
+    ``adapter_names`` path); see :mod:`beir_peft.encoders.lora_router`.
     """
+    if lora_mixing not in LORA_MIXING:
+        raise ConfigError(f"lora_mixing must be one of {LORA_MIXING}, got {lora_mixing!r}")
     if not mapping:
         raise ConfigError("load_domains needs at least one {name: folder or None} entry")
     configs: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -378,7 +398,9 @@ def load_domains(
         fields = {k: v for k, v in config.items() if k not in FOLDER_METADATA}
         loader = {"pt2-dpr": _prompt_domain, "lora": _lora_domain, "pt2-colbert": _colbert_domain}
         domains[name] = loader[config["method"]](name, path, fields, backbone, index)
-    if encoder.__dict__.get("_beir_peft_lora_router") is not None:
+    router = encoder.__dict__.get("_beir_peft_lora_router")
+    if router is not None:
+        router.mixing = lora_mixing
         register_backbone_user(encoder, SERVED_LORA)
     logger.info("serving %d domains on one backbone: %s", len(domains), ", ".join(domains))
     return DomainServer(backbone, domains)

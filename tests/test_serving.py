@@ -74,7 +74,7 @@ def _dpr_folder(tiny, folder, seed, **options):
 
 
 def _lora_folder(tiny, folder, seed, **options):
-    config = TunedConfig(method="lora", backbone=tiny, lora_r=4, **options)
+    config = TunedConfig(method="lora", backbone=tiny, **{"lora_r": 4, **options})
     return _save(_randomise(TunedRetriever(config), seed, scale=0.3), folder)
 
 
@@ -97,10 +97,10 @@ def _mixed_names(names: list[str], count: int) -> list[str]:
     return [names[i % len(names)] for i in range(count)]
 
 
-def _assert_mixed_equals_alone(tiny, mapping: dict, batch_size: int | None = None) -> None:
+def _assert_mixed_equals_alone(tiny, mapping: dict, batch_size: int | None = None, **options) -> None:
     """Every row of a mixed call equals its domain's retriever alone; by default one batch holds every
     text (the server sorts by length, so smaller batches would not mix every pair of domains)."""
-    served = load_domains(mapping)
+    served = load_domains(mapping, **options)
     names = list(mapping)
     for texts, side in ((QUERIES, "query"), (DOCS, "passage")):
         rows = _mixed_names(names, len(texts))
@@ -150,13 +150,16 @@ def test_mixed_gated_ungated_projection_and_plain_rows_equal_each_alone(tiny, tm
     _assert_mixed_equals_alone(tiny, mapping)
 
 
-def test_mixed_lora_domains_equal_each_alone(tiny, tmp_path):
+@pytest.mark.parametrize("mixing", ["gathered", "peft"])
+def test_mixed_lora_domains_equal_each_alone(tiny, tmp_path, mixing):
     mapping = {
         "qv": _lora_folder(tiny, tmp_path / "qv", 1),
         "kv": _lora_folder(tiny, tmp_path / "kv", 2, lora_targets=["key", "value"], lora_alpha=8),
+        "r2": _lora_folder(tiny, tmp_path / "r2", 4, lora_r=2),
         "two": _lora_folder(tiny, tmp_path / "two", 3, separate_encoders=True, pooling="cls"),
+        "base": None,
     }
-    _assert_mixed_equals_alone(tiny, mapping)
+    _assert_mixed_equals_alone(tiny, mapping, lora_mixing=mixing)
 
 
 def test_mixed_pt2dpr_lora_and_plain_backbone_equal_each_alone(tiny, tmp_path):

@@ -120,7 +120,9 @@ class RowPrompts:
             attn_mask=visible[rows][:, None, None, :],
             scale=kwargs.get("scaling"),
         )  # (b, H, S, d)
-        return out + prefix_out.transpose(1, 2)
+        if torch.is_grad_enabled() and (out.requires_grad or prefix_out.requires_grad):
+            return out + prefix_out.transpose(1, 2)
+        return out.add_(prefix_out.transpose(1, 2))  # inference: no extra (b, S, H, d) buffer
 
     def _concat(self, module, query, key, value, attention_mask, rows, layer, kwargs):
         keys, values, visible, _, _ = self._stacked

@@ -360,3 +360,21 @@ def test_cli_several_datasets_need_a_model_each(tmp_path, capsys):
         capsys, "evaluate", "-q", "--dataset", first, "--dataset", second, "--model", "none"
     )
     assert status != 0 and "one --model per --dataset" in err and "Traceback" not in err
+
+
+def test_served_domains_have_their_own_fingerprints(tiny, tmp_path):
+    """Saved indexes are keyed by fingerprint: two domains never share one, a reload keeps it."""
+    mapping = {
+        "a": _dpr_folder(tiny, tmp_path / "a", 1),
+        "l": _lora_folder(tiny, tmp_path / "l", 2),
+        "b": None,
+    }
+    first, second = load_domains(mapping), load_domains(mapping)
+    prints = {name: first[name].fingerprint() for name in mapping}
+    assert len(set(prints.values())) == 3
+    assert all(second[name].fingerprint() == prints[name] for name in mapping)
+
+
+def test_empty_input_gives_empty_output(tiny, tmp_path):
+    served = load_domains({"a": _dpr_folder(tiny, tmp_path / "a", 1)})
+    assert served.encode_queries([], domains=[]).shape == (0, 32)

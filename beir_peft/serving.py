@@ -390,14 +390,14 @@ def load_domains(
         check_fingerprint(backbone, config.get("backbone_fingerprint"), where=path)
     encoder = hf_model(backbone)
     domains: dict[str, Domain] = {}
-    for index, name in enumerate(mapping):
+    for name in mapping:
         if name not in configs:
             domains[name] = _plain_domain(name, backbone)
             continue
         path, config = configs[name]
         fields = {k: v for k, v in config.items() if k not in FOLDER_METADATA}
         loader = {"pt2-dpr": _prompt_domain, "lora": _lora_domain, "pt2-colbert": _colbert_domain}
-        domains[name] = loader[config["method"]](name, path, fields, backbone, index)
+        domains[name] = loader[config["method"]](name, path, fields, backbone)
     router = encoder.__dict__.get("_beir_peft_lora_router")
     if router is not None:
         router.mixing = lora_mixing
@@ -418,7 +418,7 @@ def _plain_domain(name: str, backbone) -> Domain:
     )
 
 
-def _prompt_domain(name: str, path: Path, fields: dict[str, Any], backbone, _index: int) -> Domain:
+def _prompt_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> Domain:
     from .models.tuned import PT2DPR, SHARED, TunedConfig
 
     tuned = TunedConfig.from_dict(fields, where=str(path / "config.json"))
@@ -440,7 +440,7 @@ def _prompt_domain(name: str, path: Path, fields: dict[str, Any], backbone, _ind
     )
 
 
-def _colbert_domain(name: str, path: Path, fields: dict[str, Any], backbone, _index: int) -> Domain:
+def _colbert_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> Domain:
     from .models.colbert import ColBERTConfig, PT2ColBERT
 
     colbert = ColBERTConfig.from_dict(fields, where=str(path / "config.json"))
@@ -459,7 +459,7 @@ def _colbert_domain(name: str, path: Path, fields: dict[str, Any], backbone, _in
     )
 
 
-def _lora_domain(name: str, path: Path, fields: dict[str, Any], backbone, index: int) -> Domain:
+def _lora_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> Domain:
     """A LoRA folder's adapter (one per side with ``separate_encoders``) under its own adapter name."""
     from peft import LoraConfig
 
@@ -488,7 +488,8 @@ def _lora_domain(name: str, path: Path, fields: dict[str, Any], backbone, index:
     for owner in dict.fromkeys(owners.values()):
         prefix = f"{owner}.{inner}."
         state = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
-        adapter = f"domain{index}_{'passage' if owner == 'passage_backbone' else 'shared'}"
+        # unique on the backbone, also when load_domains runs again on the same one
+        adapter = f"served{len(router.adapters)}_{'passage' if owner == 'passage_backbone' else 'shared'}"
         router.add(adapter, lora, state, where=str(path / WEIGHTS_NAME))
         adapters[owner] = adapter
     pipeline = retriever_pipeline(backbone)

@@ -378,3 +378,12 @@ def test_served_domains_have_their_own_fingerprints(tiny, tmp_path):
 def test_empty_input_gives_empty_output(tiny, tmp_path):
     served = load_domains({"a": _dpr_folder(tiny, tmp_path / "a", 1)})
     assert served.encode_queries([], domains=[]).shape == (0, 32)
+
+
+def test_two_servers_on_one_backbone_keep_their_own_adapters(tiny, tmp_path):
+    backbone = load_backbone(tiny)
+    first, second = _lora_folder(tiny, tmp_path / "l1", 1), _lora_folder(tiny, tmp_path / "l2", 2)
+    servers = [load_domains({"l": folder}, backbone=backbone) for folder in (first, second)]
+    for served, folder in zip(servers, (first, second), strict=True):
+        expected = beir_peft.load(folder).encode_queries(QUERIES)
+        assert float(np.abs(served.encode_queries(QUERIES, domains="l") - expected).max()) <= TOLERANCE

@@ -512,9 +512,9 @@ def _lora_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> Dom
 def _pool_per_domain(features: dict[str, Any], batch: Sequence[Domain]) -> torch.Tensor:
     """Each row through its own domain's modules after the shared ``Transformer`` (pooling,
     normalize): ``(batch, dim)`` sentence embeddings."""
-    groups: dict[int, list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for row, domain in enumerate(batch):
-        groups.setdefault(id(domain.pipeline), []).append(row)
+        groups.setdefault(_post_processing_key(domain.pipeline), []).append(row)
     out = None
     for rows in groups.values():
         index = torch.tensor(rows, device=features["token_embeddings"].device)
@@ -526,6 +526,21 @@ def _pool_per_domain(features: dict[str, Any], batch: Sequence[Domain]) -> torch
             out = embeddings.new_zeros(len(batch), embeddings.shape[-1])
         out[index] = embeddings
     return out
+
+
+def _post_processing_key(pipeline) -> tuple:
+    """Domains whose modules after the ``Transformer`` compute alike share one key: a module with
+    weights (e.g. ``Dense``) by identity, one without (``Pooling``, ``Normalize``) by its settings."""
+    key = []
+    for module in list(pipeline)[1:]:
+        if any(True for _ in module.parameters()):
+            key.append(id(module))
+        else:
+            config = module.get_config_dict() if hasattr(module, "get_config_dict") else id(module)
+            key.append(
+                (type(module).__name__, repr(sorted(config.items())) if isinstance(config, dict) else config)
+            )
+    return tuple(key)
 
 
 def _pad_rows(parts, count: int, pad_id: int, device) -> dict[str, torch.Tensor]:

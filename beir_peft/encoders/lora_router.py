@@ -155,7 +155,10 @@ class LoraRouter:
         flat = x.reshape(x.shape[0], -1, x.shape[-1]).to(a.dtype)  # (batch, tokens, in)
         hidden = torch.bmm(flat, a[rows].transpose(1, 2))  # (batch, tokens, r)
         delta = torch.bmm(hidden, b[rows].transpose(1, 2))  # (batch, tokens, out)
-        return output + delta.view(output.shape).to(output.dtype)
+        delta = delta.view(output.shape).to(output.dtype)
+        if torch.is_grad_enabled() and output.requires_grad:
+            return output + delta
+        return output.add_(delta)  # inference: no extra buffer
 
 
 __all__ = ["BASE", "LoraRouter"]

@@ -13,8 +13,8 @@ per-row LoRA term (``mixing``):
   gathered per row from the adapters of the batch (the BGMV kernel of Punica / S-LoRA, here as
   ``torch.bmm``; ranks padded with zeros). It reads the activations once.
 * ``"peft"``: peft's own ``_mixed_batch_forward``, which copies each adapter's rows out of the
-  activations and scatters the result back, per layer and adapter: about 0.6x the
-  throughput of single-domain batches on the benchmark (docs/serving.md), against about 1.0x.
+  activations and scatters the result back, per layer and adapter (slower in the measurements of
+  docs/serving.md, though those are noisy).
 
 Serving is inference only: the gathered path applies no LoRA dropout. Outside
 :meth:`LoraRouter.use_rows` every row is ``"__base__"``: the backbone computes what it computed

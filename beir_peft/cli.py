@@ -48,14 +48,28 @@ def cli(verbose: bool) -> None:
 # ------------------------------------------------------------------------------------- evaluate
 @cli.command()
 @click.option(
-    "--dataset", "-d", default=None, help="BEIR dataset name or folder (default: the bundled demo dataset)."
+    "--dataset",
+    "-d",
+    "datasets",
+    multiple=True,
+    help="BEIR dataset name or folder (default: the bundled demo dataset). Repeat it, each with its own "
+    "--model, to evaluate several datasets on one shared backbone.",
 )
 @click.option("--split", default="test", show_default=True, help="qrels split to evaluate on.")
 @click.option(
     "--model",
     "-m",
-    default=None,
-    help="Saved beir_peft folder or sentence-transformers model [default: all-MiniLM-L6-v2].",
+    "models",
+    multiple=True,
+    help="Saved beir_peft folder or sentence-transformers model [default: all-MiniLM-L6-v2]. With several "
+    "--dataset: one per dataset, in order (a folder, or none for the plain backbone).",
+)
+@click.option(
+    "--domains",
+    "domains_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML mapping of dataset -> trained folder (null: the plain backbone): evaluate them all on one "
+    "shared backbone, in one process (see docs/serving.md).",
 )
 @click.option(
     "--output",
@@ -120,9 +134,10 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def evaluate(
-    dataset,
+    datasets,
     split,
-    model,
+    models,
+    domains_file,
     output,
     run_file,
     k_values,
@@ -140,6 +155,8 @@ def evaluate(
     """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table.
 
     --model bm25 evaluates the lexical baseline (bm25s, Elasticsearch's k1=1.2, b=0.75).
+    Several --dataset/--model pairs (or --domains FILE) serve every trained folder from one backbone
+    and print one table, a row per dataset.
     """
     from .data import DEMO_DATASET, load_dataset
     from .evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
@@ -165,6 +182,15 @@ def evaluate(
         search_options["use_gpu"] = True
     if quiet:
         _quiet_libraries()
+    if domains_file is not None or len(datasets) > 1 or len(models) > 1:
+        _evaluate_domains(
+            _domain_pairs(datasets, models, domains_file), split=split, output=output, run_file=run_file,
+            index_dir=index_dir, k_values=k_values, batch_size=batch_size, search=search,
+            search_options=search_options, device=device, keep_identical_ids=keep_identical_ids, quiet=quiet,
+        )  # fmt: skip
+        return
+    dataset = datasets[0] if datasets else None
+    model = models[0] if models else None
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     retriever = load_model(model, device=device)
     click.echo(f"{data.describe()} | model: {_describe(retriever)}", err=True)
@@ -219,6 +245,110 @@ def _check_evaluation_outputs(output: Path | None, run_file: Path | None, index_
         # a folder holding an index may be only read (reused); an empty or new one is written
         holds_index = index_dir.is_dir() and any(index_dir.iterdir())
         check_output_path(index_dir, folder=True, what="--index-dir", writable=not holds_index)
+
+
+#: the --model value of the plain backbone (no adapter) among several datasets
+PLAIN_BACKBONE_MODEL = "none"
+
+
+def _domain_pairs(
+    datasets: tuple[str, ...], models: tuple[str, ...], domains_file: Path | None
+) -> list[tuple[str, str | None]]:
+    """``(dataset, folder or None)`` pairs from repeated --dataset/--model options and/or --domains."""
+    if len(datasets) != len(models):
+        raise click.UsageError(
+            f"several datasets: give one --model per --dataset, in order (got {len(datasets)} --dataset, "
+            f"{len(models)} --model), or a --domains FILE"
+        )
+    pairs: list[tuple[str, str | None]] = [
+        (d, None if m.lower() == PLAIN_BACKBONE_MODEL else m) for d, m in zip(datasets, models, strict=True)
+    ]
+    if domains_file is not None:
+        pairs += _read_domains_file(domains_file)
+    seen = set()
+    for dataset, _ in pairs:
+        if dataset in seen:
+            raise click.UsageError(f"dataset {dataset!r} is given twice; each dataset gets one model")
+        seen.add(dataset)
+    return pairs
+
+
+def _read_domains_file(path: Path) -> list[tuple[str, str | None]]:
+    """A YAML mapping ``dataset: folder`` (``null``: the plain backbone), optionally under ``domains:``."""
+    import yaml
+
+    from .errors import ConfigError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if isinstance(data, dict) and set(data) == {"domains"}:
+        data = data["domains"]
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a mapping of dataset -> trained folder (or null)")
+    pairs = []
+    for dataset, folder in data.items():
+        if not isinstance(folder, (str, type(None))):
+            raise ConfigError(
+                f"{path}: the model of {dataset!r} must be a folder path or null, got {folder!r}"
+            )
+        if isinstance(folder, str) and folder.lower() == PLAIN_BACKBONE_MODEL:
+            folder = None
+        elif isinstance(folder, str) and not Path(folder).expanduser().is_absolute():
+            folder = str(path.parent / folder)  # relative to the file, as compare's configs are
+        pairs.append((str(dataset), folder))
+    return pairs
+
+
+def _evaluate_domains(
+    pairs: list[tuple[str, str | None]],
+    *,
+    split,
+    output,
+    run_file,
+    index_dir,
+    k_values,
+    batch_size,
+    search,
+    search_options,
+    device,
+    keep_identical_ids,
+    quiet,
+) -> None:
+    """Evaluate every (dataset, folder) pair on one shared backbone (``beir_peft.load_domains``); one table."""
+    from .data import load_dataset
+    from .evaluation import evaluate_retriever, format_domains_table
+    from .io import write_json_atomic
+    from .serving import load_domains
+
+    if run_file is not None or index_dir is not None:
+        flag = "--run-file" if run_file is not None else "--index-dir"
+        raise click.UsageError(f"{flag}: only for one dataset (with several, use --output for the results)")
+    loaded = [(load_dataset(dataset, split=split), folder) for dataset, folder in pairs]
+    names = [data.name for data, _ in loaded]
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"two of the datasets are both named {names!r}; give each dataset once")
+    served = load_domains({data.name: folder for data, folder in loaded}, device=device)
+    click.echo(f"{len(served)} domains on one backbone: {', '.join(served)}", err=True)
+    results = {}
+    for data, folder in loaded:
+        retriever = served[data.name]
+        click.echo(f"{data.describe()} | model: {_describe(retriever)}", err=True)
+        results[data.name] = evaluate_retriever(
+            retriever, data.corpus, data.queries, data.qrels, k_values=k_values, search=search,
+            batch_size=batch_size, ignore_identical_ids=not keep_identical_ids, show_progress_bar=not quiet,
+            search_options=search_options,
+            config={"dataset": data.name, "dataset_path": str(data.path), "split": split,
+                    "model": str(folder) if folder is not None else PLAIN_BACKBONE_MODEL},
+        )  # fmt: skip
+    labels = {name: results[name].config["model"] for name in results}
+    click.echo(format_domains_table({n: r.metrics for n, r in results.items()}, labels, k_values))
+    if output is not None:
+        write_json_atomic(output, {"served": True, "datasets": {n: r.to_json() for n, r in results.items()}})
+        click.echo(f"wrote {output}", err=True)
 
 
 def _quiet_libraries() -> None:

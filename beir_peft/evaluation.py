@@ -216,6 +216,27 @@ def format_table(metrics: Mapping[str, float], k_values: Sequence[int] = DEFAULT
     return "\n".join(lines)
 
 
+def format_domains_table(
+    metrics: Mapping[str, Mapping[str, float]],
+    models: Mapping[str, str],
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+) -> str:
+    """One row per dataset (``metrics``: ``{dataset: BEIR metrics}``, ``models``: ``{dataset: model
+    label}``), columns NDCG@k and Recall@k for every k: several datasets evaluated side by side."""
+    k_values = _check_k_values(k_values)
+    columns = [f"{name}@{k}" for name in ("NDCG", "Recall") for k in k_values]
+    name_width = max([7, *(len(n) for n in metrics)]) + 2
+    model_width = max([5, *(len(m) for m in models.values())]) + 2
+    width = max(9, *(len(c) + 2 for c in columns))
+    lines = [f"{'dataset':<{name_width}}{'model':<{model_width}}" + "".join(f"{c:>{width}}" for c in columns)]
+    for dataset, values in metrics.items():
+        cells = [
+            f"{values[c]:>{width}.4f}" if values.get(c) is not None else f"{'-':>{width}}" for c in columns
+        ]
+        lines.append(f"{dataset:<{name_width}}{models.get(dataset, ''):<{model_width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def write_result_json(result: EvaluationResult, path: str | os.PathLike) -> None:
     """Write :meth:`EvaluationResult.to_json` to ``path`` atomically."""
     write_json_atomic(path, result.to_json())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,6 +52,8 @@ class _PromptState:
 
     prompt: DeepPrompt | None = None
     key_values: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    #: a prompt per batch row (:class:`~beir_peft.encoders.mixed_prompts.RowPrompts`), for mixed batches
+    rows: Any = None
 
 
 class DeepPrompt(nn.Module):
@@ -148,6 +151,8 @@ def _deep_prompt_attention(module, query, key, value, attention_mask, **kwargs):
     (True = attend) or ``None``; returns ``(batch, seq, heads, head_dim)`` as SDPA does.
     """
     state: _PromptState | None = getattr(module, "_beir_peft_prompt_state", None)
+    if state is not None and state.rows is not None:  # a mixed batch: a prompt per row
+        return state.rows.attention(module, query, key, value, attention_mask, **kwargs)
     if state is None or state.prompt is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if module.layer_idx == 0 or not state.key_values:
@@ -270,20 +275,36 @@ class DeepPromptHost:
     @contextlib.contextmanager
     def use(self, prompt: DeepPrompt | None) -> Iterator[None]:
         """Attend to ``prompt`` inside the block (``None``: the plain backbone)."""
-        previous = self.state.prompt
-        self.state.prompt, self.state.key_values = prompt, []
+        previous = self.state.prompt, self.state.rows
+        self.state.prompt, self.state.key_values, self.state.rows = prompt, [], None
         try:
             yield
         finally:
-            self.state.prompt, self.state.key_values = previous, []
+            (self.state.prompt, self.state.rows), self.state.key_values = previous, []
+
+    @contextlib.contextmanager
+    def use_rows(self, rows) -> Iterator[None]:
+        """Attend, in row ``i`` of the batch, to the ``i``-th prompt of ``rows`` (a
+        :class:`~beir_peft.encoders.mixed_prompts.RowPrompts`) inside the block: one forward for a
+        batch whose rows belong to different prompts (multi-domain serving)."""
+        previous = self.state.prompt, self.state.rows
+        self.state.prompt, self.state.key_values, self.state.rows = None, [], rows
+        try:
+            yield
+        finally:
+            (self.state.prompt, self.state.rows), self.state.key_values = previous, []
 
     def _shift_positions(self, module, args, kwargs):
-        prompt = self.state.prompt
-        if prompt is None or kwargs.get("position_ids") is not None:
+        prompt, rows = self.state.prompt, self.state.rows
+        if (prompt is None and rows is None) or kwargs.get("position_ids") is not None:
             return None
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         reference = input_ids if input_ids is not None else kwargs["inputs_embeds"][..., 0]
         seq = reference.shape[1]
+        if rows is not None:  # each row starts after its own prompt's length
+            offsets = rows.lengths().to(reference.device)
+            kwargs["position_ids"] = offsets[:, None] + torch.arange(seq, device=reference.device)[None, :]
+            return args, kwargs
         kwargs["position_ids"] = torch.arange(
             prompt.length, prompt.length + seq, device=reference.device
         ).unsqueeze(0)

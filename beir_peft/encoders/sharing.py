@@ -11,6 +11,12 @@ Weight methods change the backbone itself: ``ft``, ``bitfit`` and ``colbert-ft``
 backbone one of them uses is refused to every other retriever, in either order, with a
 :class:`ConfigError`: such a retriever needs its own copy of the backbone.
 
+Serving is the one exception for LoRA: :func:`beir_peft.serving.load_domains` injects each
+domain's adapter under its own adapter name and routes it per batch row
+(:mod:`beir_peft.encoders.lora_router`); outside a served call every row is the plain backbone, so
+the backbone is recorded as used by :data:`SERVED_LORA`, which prompt retrievers may share and
+weight methods may not.
+
 The users are recorded on the encoder object itself, so the rule holds whoever holds the pipeline.
 """
 
@@ -20,8 +26,10 @@ from torch import nn
 
 from ..errors import ConfigError
 
+#: frozen LoRA adapters of served domains, routed per row (the plain backbone outside a served call)
+SERVED_LORA = "served-lora"
 #: methods whose retrievers leave the backbone's weights alone, so several can share one backbone
-SHAREABLE_METHODS = ("pt2-dpr", "prompt", "pt2-colbert")
+SHAREABLE_METHODS = ("pt2-dpr", "prompt", "pt2-colbert", SERVED_LORA)
 _USERS = "_beir_peft_backbone_users"
 
 
@@ -52,4 +60,10 @@ def register_backbone_user(encoder: nn.Module, method: str) -> None:
     encoder.__dict__[_USERS] = [*backbone_users(encoder), method]
 
 
-__all__ = ["SHAREABLE_METHODS", "backbone_users", "check_backbone_shareable", "register_backbone_user"]
+__all__ = [
+    "SERVED_LORA",
+    "SHAREABLE_METHODS",
+    "backbone_users",
+    "check_backbone_shareable",
+    "register_backbone_user",
+]

@@ -79,8 +79,8 @@ def _train_and_test(student, inverted, scifact_train, reference, folder):
 
 @pytest.mark.parametrize("student", ["ft", "pt2-dpr"])
 @pytest.mark.xfail(
-    strict=False,
     reason="not reached at this budget (40 steps of 8, 32 tokens): docs/results.md, GPL with oracle teachers",
+    run=False,
 )
 def test_the_oracle_lifts_the_student_above_zero_shot(
     student, scifact_train, scifact_zero_shot_slice, tmp_path

@@ -124,24 +124,16 @@ def _prepare(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; it replaces ``path`` only on success.
-
-    Any ``OSError`` on the way (including one raised while the block writes) becomes an
-    :class:`OutputError` naming ``path``.
-    """
-    path = Path(path)
-    binary = "b" in mode
+def _temporary_sibling(path: Path) -> Iterator[tuple[int, Path]]:
+    """A new temporary file beside ``path`` as ``(fd, tmp)``; the block fills it and moves it onto
+    ``path``. On any failure the temporary file is removed, and an ``OSError`` becomes an
+    :class:`OutputError` naming ``path``."""
     tmp = None
     try:
         _prepare(path)
         fd, tmp = _create_temp_file(path)
         _IN_PROGRESS.add(tmp.name)
-        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        yield fd, tmp
     except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -152,6 +144,23 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     finally:
         if tmp is not None:
             _IN_PROGRESS.discard(tmp.name)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; it replaces ``path`` only on success.
+
+    Any ``OSError`` on the way (including one raised while the block writes) becomes an
+    :class:`OutputError` naming ``path``.
+    """
+    path = Path(path)
+    binary = "b" in mode
+    with _temporary_sibling(path) as (fd, tmp):
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -176,11 +185,7 @@ def save_safetensors_atomic(
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = None
-    try:
-        _prepare(path)
-        fd, tmp = _create_temp_file(path)
-        _IN_PROGRESS.add(tmp.name)
+    with _temporary_sibling(path) as (fd, tmp):
         mode = os.fstat(fd).st_mode & 0o7777
         os.close(fd)
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
@@ -191,16 +196,6 @@ def save_safetensors_atomic(
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _write_failed(exc, path) from exc
-        raise
-    finally:
-        if tmp is not None:
-            _IN_PROGRESS.discard(tmp.name)
 
 
 @contextlib.contextmanager

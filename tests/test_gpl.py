@@ -337,6 +337,43 @@ def test_oracle_margins_are_oracle_score_differences():
         OracleLabeler({"3": {"a": 1}}, queries)
 
 
+def test_an_anchored_oracle_adds_its_margins_to_the_base_teachers():
+    """With a base, the label is the base's margin plus the oracle's: relative to the student's start."""
+    from beir_peft.methods.gpl import DenseMarginLabeler, OracleLabeler
+
+    class Fixed:
+        def __init__(self, values):
+            self.values = values
+
+        def margins(self, triples, queries, corpus):
+            return list(self.values)
+
+        def describe(self):
+            return {"kind": "fixed"}
+
+    qrels, queries = {"1": {"a": 1}}, {"1": "q one"}
+    oracle = OracleLabeler(qrels, queries, high=1.0, low=-1.0, base=Fixed([0.5, -3.0]))
+    assert oracle.margins([("x", "a", "b"), ("x", "b", "a")], {"x": "q one"}, {}) == [2.5, -5.0]
+    assert oracle.describe()["base"] == {"kind": "fixed"}
+
+    class Vectors:  # a dense model whose vectors are looked up by text
+        score_function = "dot"
+        table = {"q": [1.0, 2.0], "p": [3.0, 0.0], "n": [0.0, 1.0]}
+
+        def encode_queries(self, texts, **kw):
+            return torch.tensor([self.table[t] for t in texts])
+
+        def encode_corpus(self, docs, **kw):
+            return torch.tensor([self.table[d["text"]] for d in docs])
+
+    corpus = {doc: {"title": "", "text": doc} for doc in ("p", "n")}
+    dense = DenseMarginLabeler(Vectors(), name="vectors")
+    assert dense.margins([("1", "p", "n"), ("1", "n", "p")], {"1": "q"}, corpus) == [1.0, -1.0]
+    assert dense.margins([], {}, corpus) == []
+    with pytest.raises(ConfigError, match="no 'dot' or 'cos_sim'"):
+        DenseMarginLabeler(object(), name="thing")
+
+
 def test_oracle_queries_are_one_row_per_judged_pair():
     from beir_peft.methods.gpl import oracle_queries
 

@@ -39,7 +39,7 @@ from beir_peft.data import BeirDataset, load_dataset, resolve_dataset
 from beir_peft.encoders.backbone import DEFAULT_BACKBONE
 from beir_peft.evaluation import evaluate_retriever, write_result_json
 from beir_peft.io import write_json_atomic
-from beir_peft.methods.gpl import GPLConfig, OracleLabeler, oracle_queries, run_gpl
+from beir_peft.methods.gpl import DenseMarginLabeler, GPLConfig, OracleLabeler, oracle_queries, run_gpl
 from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_FILE
 from beir_peft.models.loading import load_model
 from beir_peft.models.tuned import build_retriever
@@ -80,9 +80,13 @@ def train_one(runs: Path, student: str, teacher: str, train, queries_file: Path,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
     )
+    base = None
+    if args.anchor:  # the student's start: the backbone without its Normalize, by dot product
+        start = build_retriever("ft", normalize=False, max_seq_length=args.max_seq_length)
+        base = DenseMarginLabeler(start, name=f"{DEFAULT_BACKBONE} (no Normalize)")
     labeler = OracleLabeler(
         train.qrels, train.queries, high=args.oracle_scale, low=-args.oracle_scale, inverted=TEACHERS[teacher],
-        source="scifact train",
+        source="scifact train", base=base,
     )  # fmt: skip
     started = time.perf_counter()
     folder = run_gpl(
@@ -133,6 +137,11 @@ def main() -> None:
     parser.add_argument("--lr-pt2", type=float, default=3e-3)
     parser.add_argument(
         "--oracle-scale", type=float, default=5.0, help="the oracle's logit: +S relevant, -S not"
+    )
+    parser.add_argument(
+        "--anchor",
+        action="store_true",
+        help="add the oracle's margins to those of the student's start (DenseMarginLabeler as base)",
     )
     parser.add_argument("--scifact-docs", type=int, default=1000, help="evaluate on a corpus slice (0: all)")
     parser.add_argument("--seed", type=int, default=42)

@@ -6,13 +6,14 @@
 signal) and :mod:`.tsdae`. The training loss is :class:`beir_peft.losses.DualEncoderMarginMSELoss`.
 """
 
-from .oracle import OracleLabeler, oracle_queries
+from .oracle import DenseMarginLabeler, OracleLabeler, oracle_queries
 from .pipeline import PRESETS, GPLConfig, run_gpl
 from .pseudo_labels import MarginLabeler, PseudoLabeler
 from .sizing import gpl_sizing
 
 __all__ = [
     "PRESETS",
+    "DenseMarginLabeler",
     "GPLConfig",
     "MarginLabeler",
     "OracleLabeler",

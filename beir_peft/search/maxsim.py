@@ -72,9 +72,9 @@ import numpy as np
 import torch
 from beir.retrieval.search import BaseSearch
 
+from ..data import passage_text
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_open, write_json_atomic
-from ..models.base import passage_text
 from .corpus import (
     check_queries,
     check_top_k,

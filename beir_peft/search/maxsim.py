@@ -264,6 +264,7 @@ class MaxSimSearch(BaseSearch):
 
     @property
     def _ann_identity(self) -> dict[str, Any] | None:
+        """What the ANN index held was built for (factory, sample, token vectors)."""
         return self._ann.identity
 
     read_meta = staticmethod(TokenStore.read_meta)

@@ -8,11 +8,10 @@ folder})`` serves many of them from one backbone in mixed batches. GPL and ART l
 train, adapt gpl|art, ddr dam|rem|assemble, analyze, compare).
 """
 
-__version__ = "0.1.0"
-
-from .artifacts import load  # noqa: E402
-from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever  # noqa: E402
-from .serving import DomainServer, load_domains  # noqa: E402
+from .artifacts import load
+from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever
+from .serving import DomainServer, load_domains
+from .versions import __version__
 
 __all__ = [
     "DDR",

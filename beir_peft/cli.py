@@ -160,7 +160,7 @@ def evaluate(
     """
     from .data import DEMO_DATASET, load_dataset
     from .evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
-    from .models.loading import load_model
+    from .retrievers import load_retriever
 
     ann_options = {
         key: value
@@ -192,7 +192,7 @@ def evaluate(
     dataset = datasets[0] if datasets else None
     model = models[0] if models else None
     data = load_dataset(dataset or DEMO_DATASET, split=split)
-    retriever = load_model(model, device=device)
+    retriever = load_retriever(model, device=device)
     click.echo(f"{data.describe()} | model: {_describe(retriever)}", err=True)
     result = evaluate_retriever(
         retriever,
@@ -821,13 +821,13 @@ def analyze_query_length(dataset, split, runs, plot, output, buckets, keep_ident
 # ------------------------------------------------------------------------------------- compare
 def _model_specs(_ctx, _param, values: tuple[str, ...]) -> dict[str, str]:
     """``--model NAME=SPEC`` options (a bare SPEC is named by its last path part) as ``{name: spec}``."""
-    from .analysis.compare import _default_name
+    from .analysis.compare import default_name
 
     models: dict[str, str] = {}
     for value in values:
         name, sep, spec = value.partition("=")
         if not sep:
-            name, spec = _default_name(value), value
+            name, spec = default_name(value), value
         name, spec = name.strip(), spec.strip()
         if not name or not spec:
             raise click.BadParameter(f"expected NAME=MODEL, got {value!r}", param_hint="--model")
@@ -892,7 +892,8 @@ def compare(
     Runs are cached in --output-dir: a rerun only evaluates new or changed (model, dataset) pairs.
     Differences to the baseline are tested by a two-tailed paired t-test over per-query nDCG@10.
     """
-    from .analysis.compare import CompareConfig, format_markdown, run_comparison, write_report
+    from .analysis.compare import CompareConfig, format_markdown, write_report
+    from .pipelines.compare import run_comparison
 
     settings: dict[str, object] = {}
     if config_file is not None:
@@ -1208,10 +1209,9 @@ def ddr_dam(
     quiet,
 ):
     """Train a domain adaption module: the whole backbone by masked language modelling on a corpus."""
-    from .data import load_corpus, resolve_dataset
+    from .data import load_corpus, passage_text, resolve_dataset
     from .encoders.backbone import DEFAULT_BACKBONE
     from .methods.ddr import DAMConfig, train_dam
-    from .models.base import passage_text
 
     check_output_path(output, folder=True, what="--output")
     config = DAMConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, max_seq_length=max_seq_length,

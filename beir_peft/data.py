@@ -13,6 +13,9 @@ separate their fields by whitespace, so such an id is refused when the file is r
 ``$BEIR_PEFT_DATA``, the cache, or BEIR's public download) and :func:`load_dataset` reads one split
 of it into a :class:`BeirDataset`. Every problem with the user's files is a :class:`DatasetError`
 whose one-line message names the file, and the line where one applies.
+
+:func:`passage_text` is BEIR's rule for the one string a corpus entry is encoded as (its title,
+a space, its text), shared by every model, searcher and training method.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from beir_peft.errors import DatasetError
 
@@ -78,6 +82,18 @@ _TIMEOUT_S = (15, 60)  # (connect, read) for requests
 
 # --------------------------------------------------------------------------------------------------
 # The loaded dataset
+
+
+def passage_text(doc: Mapping[str, Any] | str) -> str:
+    """Join a BEIR corpus entry into one string: ``title + " " + text`` as BEIR's SentenceBERT does.
+
+    Missing or ``None`` titles (and texts) are treated as empty.
+    """
+    if isinstance(doc, str):
+        return doc
+    title = doc.get("title") or ""
+    text = doc.get("text") or ""
+    return f"{title} {text}".strip() if title else text
 
 
 @dataclass

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .artifacts import FOLDER_METADATA, WEIGHTS_NAME, read_config, read_weights
+from .data import passage_text
 from .encoders.backbone import (
     DEFAULT_BACKBONE,
     check_fingerprint,
@@ -51,7 +52,7 @@ from .encoders.lora_router import MIXING as LORA_MIXING
 from .encoders.mixed_prompts import RowPrompts
 from .encoders.sharing import SERVED_LORA, check_backbone_shareable, register_backbone_user
 from .errors import ArtifactError, ConfigError
-from .models.base import PASSAGE, QUERY, SIDES, _inference_mode, _pipeline_settings, passage_text
+from .models.base import PASSAGE, QUERY, SIDES, inference_mode, pipeline_settings
 from .models.fingerprint import named_tensors, tensors_digest
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class DomainServer:
         out = torch.zeros(len(texts), dim)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding, as ST sorts
         transformer = self.backbone[0]
-        with _inference_mode(self.module), torch.no_grad():
+        with inference_mode(self.module), torch.no_grad():
             for start in _progress(range(0, len(order), batch_size), show_progress_bar, "Encoding"):
                 rows = order[start : start + batch_size]
                 batch = [domains[i] for i in rows]
@@ -259,7 +260,7 @@ class DomainServer:
                 ids[row] = token_ids
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         out: list[torch.Tensor | None] = [None] * len(texts)
-        with _inference_mode(self.module), torch.no_grad():
+        with inference_mode(self.module), torch.no_grad():
             for start in _progress(range(0, len(order), batch_size), show_progress_bar, "Encoding"):
                 rows = order[start : start + batch_size]
                 batch = [domains[i] for i in rows]
@@ -325,7 +326,7 @@ class ServedDomain:
             "method": domain.method,
             "config": domain.config,
             "max_seq_length": domain.max_seq_length,
-            "pipeline": _pipeline_settings(domain.pipeline),
+            "pipeline": pipeline_settings(domain.pipeline),
         }
         own = {name for name in domain.adapters.values() if name != BASE}
         tensors = [

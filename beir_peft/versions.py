@@ -5,6 +5,9 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+#: beir_peft's own version (setup.cfg reads it from here; ``beir_peft.__version__`` is this)
+__version__ = "0.1.0"
+
 
 def _version(*distributions: str) -> str:
     for name in distributions:
@@ -17,8 +20,6 @@ def _version(*distributions: str) -> str:
 
 def library_versions() -> dict[str, str]:
     """``{library: version}`` for beir_peft, beir, sentence-transformers, transformers, peft, torch, faiss, pytrec_eval, python."""
-    from . import __version__
-
     return {
         "beir_peft": __version__,
         "beir": _version("beir"),

@@ -56,10 +56,9 @@ from _common import (  # noqa: E402
 )
 
 from beir_peft import PT2DPR  # noqa: E402
-from beir_peft.data import load_dataset  # noqa: E402
+from beir_peft.data import load_dataset, passage_text  # noqa: E402
 from beir_peft.encoders.backbone import DEFAULT_BACKBONE, load_backbone  # noqa: E402
 from beir_peft.io import write_json_atomic  # noqa: E402
-from beir_peft.models.base import passage_text  # noqa: E402
 
 TARGET_RATIO = 0.95
 STOCK = "stock"

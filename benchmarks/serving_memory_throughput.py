@@ -238,8 +238,7 @@ def measure_memory(args, folders: dict[str, str]) -> dict:
 # ----------------------------------------------------------------------------- throughput
 def measure_throughput(args, folders: dict[str, str], device) -> dict:
     import beir_peft
-    from beir_peft.data import load_dataset
-    from beir_peft.models.base import passage_text
+    from beir_peft.data import load_dataset, passage_text
 
     dataset = load_dataset(args.dataset)
     ids = sorted(dataset.corpus)

@@ -55,13 +55,12 @@ from _common import (  # noqa: E402
 )
 
 from beir_peft import build_retriever  # noqa: E402
-from beir_peft.data import load_dataset  # noqa: E402
+from beir_peft.data import load_dataset, passage_text  # noqa: E402
 from beir_peft.encoders.backbone import DEFAULT_BACKBONE  # noqa: E402
 from beir_peft.io import write_json_atomic  # noqa: E402
 from beir_peft.losses import DualEncoderMNRLoss  # noqa: E402
 from beir_peft.methods.supervised import DEFAULT_LEARNING_RATES  # noqa: E402
 from beir_peft.models import METHODS  # noqa: E402
-from beir_peft.models.base import passage_text  # noqa: E402
 
 TARGET_RATIO = 0.8
 TARGET_METHOD = "pt2-dpr"

@@ -10,10 +10,11 @@ import scipy.stats
 from tiny_models import build_tiny_bert
 
 import beir_peft
-from beir_peft.analysis.compare import CompareConfig, run_comparison, write_report
+from beir_peft.analysis.compare import CompareConfig, write_report
 from beir_peft.analysis.significance import paired_t_test
 from beir_peft.cli import main
 from beir_peft.errors import ConfigError
+from beir_peft.pipelines.compare import run_comparison
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

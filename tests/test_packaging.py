@@ -73,3 +73,24 @@ def test_ci_runs_the_readme_commands_in_a_fresh_environment():
     script = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "python3 -m venv" in script and "git clone" in script
     assert "readme_command 0" in script and "readme_command 1" in script
+
+
+def test_imports_point_down_the_layers():
+    """The import-linter contracts of ``.importlinter`` hold: every import points down the stated
+    layers (no upward import, no cycle between layers), and the method families stay independent.
+
+    Run in a subprocess: import-linter configures logging for its process."""
+    import os
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from importlinter.cli import lint_imports\n"
+        "sys.exit(lint_imports(config_filename='.importlinter', no_cache=True))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout

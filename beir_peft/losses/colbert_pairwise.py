@@ -20,15 +20,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 
 from ..errors import ConfigError
 from ..models.base import PASSAGE, QUERY
-from ..models.colbert import maxsim
-
-
-def aligned_maxsim(q_vectors, q_mask, d_vectors, d_mask) -> torch.Tensor:
-    """MaxSim of query ``a`` against document ``a`` only: ``(n,)`` (the diagonal of :func:`maxsim`)."""
-    sims = torch.einsum("aid,ajd->aij", q_vectors, d_vectors.to(q_vectors.dtype))
-    sims = sims.masked_fill(~d_mask.bool()[:, None, :], float("-inf"))
-    best = sims.amax(dim=-1).masked_fill(~q_mask.bool(), 0.0)
-    return best.sum(dim=-1)
+from ..scores import maxsim, pairwise_maxsim
 
 
 class ColBERTPairwiseLoss(MultipleNegativesRankingLoss):
@@ -68,7 +60,7 @@ class ColBERTPairwiseLoss(MultipleNegativesRankingLoss):
             target = torch.arange(n, device=scores.device)
         else:
             scores = torch.stack(
-                [aligned_maxsim(q_vectors, q_mask, d, m) for d, m in docs], dim=1
+                [pairwise_maxsim(q_vectors, q_mask, d, m) for d, m in docs], dim=1
             )  # (n, columns)
             target = torch.zeros(n, dtype=torch.long, device=scores.device)
         return torch.nn.functional.cross_entropy(self.scale * scores, target)

@@ -33,11 +33,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import CONFIG_NAME, is_retriever_folder, save_retriever
-from ..data import BeirDataset
+from ..data import BeirDataset, passage_text
 from ..errors import ConfigError, DatasetError
 from ..io import write_json_atomic
 from ..losses import ColBERTPairwiseLoss, DualEncoderMNRLoss
-from ..models.base import passage_text
 from ..models.colbert import PT2ColBERT
 from ..models.tuned import TunedRetriever
 from ..training.checkpoints import (

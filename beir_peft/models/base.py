@@ -19,24 +19,13 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
+from ..data import passage_text
 from ..errors import ConfigError
 from .fingerprint import VectorFingerprintMixin
 
 QUERY = "query"
 PASSAGE = "passage"
 SIDES = (QUERY, PASSAGE)
-
-
-def passage_text(doc: Mapping[str, Any] | str) -> str:
-    """Join a BEIR corpus entry into one string: ``title + " " + text`` as BEIR's SentenceBERT does.
-
-    Missing or ``None`` titles (and texts) are treated as empty.
-    """
-    if isinstance(doc, str):
-        return doc
-    title = doc.get("title") or ""
-    text = doc.get("text") or ""
-    return f"{title} {text}".strip() if title else text
 
 
 class DenseRetriever(VectorFingerprintMixin):
@@ -108,7 +97,7 @@ class DenseRetriever(VectorFingerprintMixin):
         if not texts:
             empty = torch.zeros(0, dim) if convert_to_tensor else np.zeros((0, dim), dtype=np.float32)
             return empty
-        with self.encoding_side(side), self._input_length(pipeline), _inference_mode(self.trainable_module()):
+        with self.encoding_side(side), self._input_length(pipeline), inference_mode(self.trainable_module()):
             out = pipeline.encode(
                 texts,
                 batch_size=batch_size,
@@ -138,7 +127,7 @@ class DenseRetriever(VectorFingerprintMixin):
         for side in SIDES:
             pipeline = self.pipeline(side)
             with self._input_length(pipeline):  # this retriever's own length, not the shared one
-                pipelines[side] = _pipeline_settings(pipeline)
+                pipelines[side] = pipeline_settings(pipeline)
         return {
             **super().fingerprint_settings(),
             "score_function": self.score_function,
@@ -192,7 +181,7 @@ class DenseRetriever(VectorFingerprintMixin):
         return f"{type(self).__name__}(method={self.method!r}, score_function={self.score_function!r})"
 
 
-def _pipeline_settings(pipeline: SentenceTransformer) -> dict[str, Any]:
+def pipeline_settings(pipeline: SentenceTransformer) -> dict[str, Any]:
     """The options of a sentence-transformers pipeline that shape its vectors (not its weights)."""
     tokenizer = getattr(pipeline, "tokenizer", None)
     return {
@@ -209,7 +198,7 @@ def _pipeline_settings(pipeline: SentenceTransformer) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _inference_mode(module: torch.nn.Module) -> Iterator[None]:
+def inference_mode(module: torch.nn.Module) -> Iterator[None]:
     """Eval mode for ``module`` and its children (prompt dropout included), restored afterwards.
 
     sentence-transformers' ``encode`` only switches its own pipeline to eval mode; prompts and

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data import passage_text
 from ..encoders.backbone import (
     DEFAULT_BACKBONE,
     backbone_fingerprint,
@@ -59,7 +60,8 @@ from ..encoders.backbone import (
 from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text, text_activations
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
-from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
+from ..scores import maxsim
+from .base import PASSAGE, QUERY, SIDES, inference_mode
 from .fingerprint import VectorFingerprintMixin
 from .trainable import ConfigDictMixin, TrainableStateMixin
 
@@ -119,33 +121,6 @@ class ColBERTConfig(ConfigDictMixin):
                 f"query_maxlen and doc_maxlen must be >= 4 (CLS, marker, a token, SEP), got "
                 f"{self.query_maxlen} and {self.doc_maxlen}"
             )
-
-
-def maxsim(
-    q_vectors: torch.Tensor,
-    q_mask: torch.Tensor | None,
-    d_vectors: torch.Tensor,
-    d_mask: torch.Tensor | None,
-) -> torch.Tensor:
-    """MaxSim of every query against every document: ``(n_queries, n_docs)``.
-
-    ``score[a, b] = sum over kept query tokens i of max over kept document tokens j of q[a, i] . d[b, j]``
-    (Khattab & Zaharia 2020, equation 3; Tam et al. 2022, equation 2). With L2-normalised vectors the
-    inner product is the cosine.
-
-    Args:
-        q_vectors: ``(n_queries, Lq, dim)``; q_mask: ``(n_queries, Lq)`` bool/0-1, which query
-            vectors count (``None``: all).
-        d_vectors: ``(n_docs, Ld, dim)``; d_mask: ``(n_docs, Ld)``, which document vectors can be
-            the max (``None``: all). A document with no kept token scores ``-inf``.
-    """
-    sims = torch.einsum("aid,bjd->abij", q_vectors, d_vectors.to(q_vectors.dtype))
-    if d_mask is not None:
-        sims = sims.masked_fill(~d_mask.bool()[None, :, None, :], float("-inf"))
-    best = sims.amax(dim=-1)  # (n_queries, n_docs, Lq)
-    if q_mask is not None:
-        best = best.masked_fill(~q_mask.bool()[:, None, :], 0.0)
-    return best.sum(dim=-1)
 
 
 class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
@@ -475,7 +450,7 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
     @contextlib.contextmanager
     def _eval(self) -> Iterator[None]:
         """Eval mode (prefix dropout off) and no autograd, restored afterwards."""
-        with _inference_mode(self.module), torch.no_grad():
+        with inference_mode(self.module), torch.no_grad():
             yield
 
     # ------------------------------------------------------------------ identity

@@ -1,4 +1,8 @@
-"""Turn the CLI's ``--model`` into a BEIR dense model: a saved beir_peft folder or any sentence-transformers model."""
+"""Turn a model name or folder into a BEIR dense model: a saved beir_peft folder or any sentence-transformers model.
+
+The CLI's ``--model bm25`` (a searcher, not a model) is resolved a layer above, by
+:func:`beir_peft.retrievers.load_retriever`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ from ..encoders.backbone import DEFAULT_BACKBONE, load_backbone
 from ..errors import ArtifactError
 from .base import DenseRetriever
 
-#: the ``--model`` name of the lexical baseline (:class:`beir_peft.search.bm25.BM25Search`)
-BM25_MODEL = "bm25"
 #: sentence-transformers' similarity names -> BEIR's score function names
 _SCORE_FUNCTIONS = {"cosine": "cos_sim", "dot": "dot"}
 
@@ -19,14 +21,8 @@ def load_model(name_or_path: str | None = None, device: str | None = None):
     """A saved retriever folder, or a sentence-transformers model (name or folder) wrapped for BEIR.
 
     A plain sentence-transformers model keeps its own similarity (``cosine`` -> ``cos_sim``).
-    ``"bm25"`` (:data:`BM25_MODEL`) is the lexical baseline, a :class:`BM25Search` (a BEIR search
-    class rather than a dense model; ``evaluate_retriever`` accepts both).
     """
     name_or_path = name_or_path or DEFAULT_BACKBONE
-    if name_or_path == BM25_MODEL and not Path(name_or_path).exists():
-        from ..search.bm25 import BM25Search
-
-        return BM25Search()
     path = Path(name_or_path).expanduser()
     if is_retriever_folder(path):  # a sentence-transformers folder has no weights.safetensors
         return load(path, device=device)

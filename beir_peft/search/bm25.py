@@ -22,8 +22,8 @@ from typing import Any
 
 from beir.retrieval.search import BaseSearch
 
+from ..data import passage_text
 from ..errors import ConfigError
-from ..models.base import passage_text
 from .corpus import check_queries, check_top_k, sanitize_corpus
 
 logger = logging.getLogger(__name__)

@@ -18,11 +18,8 @@ No pickle is involved: doc ids are JSON and the index is faiss' own format.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from .corpus import (
     model_fingerprint,
     sanitize_corpus,
 )
+from .index_files import read_index_meta, remove_metadata, write_faiss_index_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -221,23 +219,15 @@ class FaissSearch(BaseSearch):
         """Write ``index.faiss`` and ``index.json`` into ``folder``, each atomically.
 
         ``index.json`` is removed first and written last, so a run killed in between leaves a
-        folder that :meth:`load` rejects rather than an index paired with stale ids.
+        folder that :meth:`load` rejects rather than an index paired with stale ids
+        (:mod:`.index_files`, shared with :class:`~beir_peft.search.maxsim.MaxSimSearch`).
         """
         if self.index is None:
             raise ConfigError("nothing to save: build the index first")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(folder / META_FILE)
-        fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            os.replace(tmp, folder / INDEX_FILE)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        remove_metadata(folder, META_FILE)
+        write_faiss_index_atomic(self.index, folder / INDEX_FILE)
         meta = {
             "format": FORMAT_VERSION,
             "index_type": self.index_type,
@@ -261,14 +251,7 @@ class FaissSearch(BaseSearch):
         path = Path(folder) / META_FILE
         if not path.is_file():
             raise ArtifactError(f"no faiss index metadata at {path}")
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"cannot read faiss index metadata {path}: {err}") from err
-        required = ("index_type", "score_function", "dim", "ntotal", "doc_ids")
-        missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
-        if missing:
-            raise ArtifactError(f"faiss index metadata {path} lacks {missing}")
+        meta = read_index_meta(path, "faiss", ("index_type", "score_function", "dim", "ntotal", "doc_ids"))
         if meta["index_type"] not in INDEX_TYPES or meta["score_function"] not in SCORE_FUNCTIONS:
             raise ArtifactError(
                 f"faiss index metadata {path} has index_type={meta['index_type']!r}, "

@@ -12,38 +12,22 @@ section 3.6), the way the PT-Retrieval code evaluates PT2-ColBERT (Tam et al. 20
 3. the candidates are re-ranked by exact MaxSim on the stored float16 token vectors (the same
    storage and the same scoring code as the exact mode), and the best ``top_k`` are returned.
 
-The default index is ColBERT v1's IVF-PQ, ``index_factory(dim, "IVF{nlist},PQ{m}", inner
-product)``: ``nlist`` = 4·sqrt(n) rounded to a power of two for n token vectors (see
-:func:`default_nlist`), ``m = dim / 8`` sub-quantizers of 8 bits (16 for dim 128, ColBERT v1's
-setting: 16 bytes per vector), trained on a seeded sample of ``train_size`` vectors, searched with
-``nprobe`` 32. Fewer than ``min_ivfpq_vectors`` token vectors (39 x 256 = 9984, the training points
-faiss wants for the 256 centroids of each 8-bit sub-quantizer) cannot train IVF-PQ well: the index
-is then an exact flat inner-product index, and a log line says so. Because the re-ranking is exact,
-a returned score is always the document's true MaxSim; only *which* documents are considered is
-approximate (fewer than ``top_k`` come back when there are fewer candidates).
+Because the re-ranking is exact, a returned score is always the document's true MaxSim; only
+*which* documents are considered is approximate (fewer than ``top_k`` come back when there are
+fewer candidates). Three modules, one job each:
 
-The corpus is encoded once into its kept token vectors (punctuation and padding removed), stored as
-float16 either in memory or, with ``index_dir``, in a memory-mapped file::
+* :mod:`.token_store`: the corpus encoded once into its kept token vectors (punctuation and padding
+  removed), float16, in memory or memory-mapped from ``index_dir`` (``maxsim.json``,
+  ``doclens.npy``, ``vectors.f16``);
+* :mod:`.token_ann`: the faiss index over those vectors (ColBERT v1's IVF-PQ by default, flat
+  below ``min_ivfpq_vectors``), trained, filled, saved and loaded (``ann.faiss``,
+  ``token_docs.npy``, ``ann.json``);
+* this module: the search, bounded query batches x document chunks scored by
+  :func:`beir_peft.scores.packed_maxsim`.
 
-    index_dir/
-      maxsim.json      {"format", "kind", "dim", "num_docs", "num_tokens", "model", "fingerprint",
-                        "corpus_sha256", "vectors_bytes", "doc_ids"}   (written last: a folder
-                        with it is complete)
-      doclens.npy      int64 (num_docs,): token vectors per document, in doc_ids order
-      vectors.f16      raw float16 (num_tokens, dim), documents one after another
-      # mode="ann" adds:
-      ann.faiss        faiss.write_index of the CPU token-vector index
-      token_docs.npy   int32 (num_tokens,): the document (position in doc_ids) of each token vector
-      ann.json         {"format", "kind", "index_factory", "train_size", "seed", "num_tokens", "dim",
-                        "model", "fingerprint", "corpus_sha256", "doc_ids_sha256", "ntotal",
-                        "index_bytes"}  (last)
-
-``fingerprint`` is the model's (its config and every weight, :mod:`beir_peft.models.fingerprint`),
-``corpus_sha256`` the corpus' ids *and* texts (:func:`~beir_peft.search.corpus.corpus_digest`).
-Both parts are reused when the model's fingerprint and the corpus match; the ANN part also needs the
-same index settings. Anything else is rebuilt in place with a WARNING naming what differed, and a
-model without a ``fingerprint()`` never reuses a saved folder. Every file is written atomically
-(beir_peft.io); no pickle is used.
+Both saved parts are reused when the model's fingerprint and the corpus match; the ANN part also
+needs the same index settings. Anything else is rebuilt in place with a WARNING naming what
+differed, and a model without a ``fingerprint()`` never reuses a saved folder.
 
 Queries are scored in batches against chunks of documents, without padding: a chunk's token
 vectors (float32, one document after another) times the queries' vectors is one matrix product,
@@ -57,13 +41,8 @@ against its own candidates only.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
-import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,17 +51,41 @@ import numpy as np
 import torch
 from beir.retrieval.search import BaseSearch
 
+from ..data import passage_text
 from ..errors import ArtifactError, ConfigError
-from ..io import atomic_open, write_json_atomic
-from ..models.base import passage_text
+from ..scores import packed_maxsim
 from .corpus import (
     check_queries,
     check_top_k,
     corpus_digest,
-    describe_differences,
     model_description,
     model_fingerprint,
     sanitize_corpus,
+)
+from .index_files import describe_misfit, import_faiss, remove_metadata
+from .token_ann import (
+    ANN_FORMAT_VERSION,
+    ANN_INDEX_FILE,
+    ANN_KIND,
+    ANN_META_FILE,
+    FLAT,
+    GPU_MAX_K,
+    MAX_NLIST,
+    MIN_IVFPQ_VECTORS,
+    TOKEN_DOCS_FILE,
+    TokenANN,
+    default_nlist,
+    default_pq_m,
+    read_ann_meta,
+)
+from .token_store import (
+    DOCLENS_FILE,
+    FORMAT_VERSION,
+    IDENTITY_KEYS,
+    KIND,
+    META_FILE,
+    VECTORS_FILE,
+    TokenStore,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,49 +93,29 @@ logger = logging.getLogger(__name__)
 MODES = ("exact", "ann")
 #: what ``EvaluateRetrieval`` may pass as ``score_function``: all mean the model's own MaxSim
 SCORE_FUNCTIONS = ("maxsim", "cos_sim", "dot", None)
-META_FILE = "maxsim.json"
-DOCLENS_FILE = "doclens.npy"
-VECTORS_FILE = "vectors.f16"
-FORMAT_VERSION = 1
-KIND = "maxsim-exact"
 
-ANN_META_FILE = "ann.json"
-ANN_INDEX_FILE = "ann.faiss"
-TOKEN_DOCS_FILE = "token_docs.npy"
-ANN_FORMAT_VERSION = 1
-ANN_KIND = "maxsim-ann"
-#: below this many token vectors the ANN index is exact (flat): 8-bit PQ has 256 centroids per
-#: sub-quantizer and faiss asks for at least 39 training points per centroid
-MIN_IVFPQ_VECTORS = 39 * 256
-#: the most IVF lists :func:`default_nlist` picks
-MAX_NLIST = 1 << 16
-#: faiss-gpu's largest k (candidates per token) and nprobe
-GPU_MAX_K = 2048
-FLAT = "Flat"
-_ADD_CHUNK = 1 << 16  # token vectors converted to float32 and added to faiss at a time
-
-
-def default_nlist(num_vectors: int, train_size: int | None = None) -> int:
-    """IVF lists for ``num_vectors`` token vectors: ``4 * sqrt(n)`` rounded to a power of two.
-
-    At most :data:`MAX_NLIST`, and at most the largest power of two with 39 training vectors per
-    list (``min(n, train_size) / 39``, faiss' minimum). faiss' guideline is ``4*sqrt(n)`` to
-    ``16*sqrt(n)`` lists; ColBERT v1 takes ``2**ceil(log2(8*sqrt(n)))``, two to four times more,
-    which with ``nprobe=32`` would probe a smaller share of the vectors. 1.3M token vectors get
-    4096 lists (a few thousand documents of a few hundred tokens each).
-    """
-    n = max(1, int(num_vectors))
-    trainable = min(n, int(train_size)) if train_size else n
-    nlist = 1 << max(0, round(math.log2(4 * math.sqrt(n))))
-    cap = 1 << max(0, int(math.floor(math.log2(max(1, trainable // 39)))))
-    return max(1, min(nlist, cap, MAX_NLIST))
-
-
-def default_pq_m(dim: int) -> int:
-    """PQ sub-quantizers for ``dim``: ``dim / 8`` (8 dimensions, one byte each; 16 for dim 128 as in
-    ColBERT v1), or the largest divisor of ``dim`` below that."""
-    target = max(1, int(dim) // 8)
-    return max(m for m in range(1, target + 1) if dim % m == 0)
+#: the file names and formats of a saved folder stay importable from here
+__all__ = [
+    "ANN_FORMAT_VERSION",
+    "ANN_INDEX_FILE",
+    "ANN_KIND",
+    "ANN_META_FILE",
+    "DOCLENS_FILE",
+    "FLAT",
+    "FORMAT_VERSION",
+    "GPU_MAX_K",
+    "KIND",
+    "MAX_NLIST",
+    "META_FILE",
+    "MIN_IVFPQ_VECTORS",
+    "MODES",
+    "SCORE_FUNCTIONS",
+    "TOKEN_DOCS_FILE",
+    "VECTORS_FILE",
+    "MaxSimSearch",
+    "default_nlist",
+    "default_pq_m",
+]
 
 
 class MaxSimSearch(BaseSearch):
@@ -198,44 +181,21 @@ class MaxSimSearch(BaseSearch):
         seed: int = 0,
         use_gpu: bool = False,
     ):
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-        for name, value in (
-            ("batch_size", batch_size),
-            ("query_batch_size", query_batch_size),
-            ("corpus_chunk_size", corpus_chunk_size),
-            ("max_scores_elements", max_scores_elements),
-            ("candidates_per_token", candidates_per_token),
-            ("nprobe", nprobe),
-            ("min_ivfpq_vectors", min_ivfpq_vectors),
-            ("train_size", train_size),
-            ("nlist", 1 if nlist is None else nlist),
-            ("pq_m", 1 if pq_m is None else pq_m),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if index_factory is not None and (not isinstance(index_factory, str) or not index_factory.strip()):
-            raise ConfigError(f"index_factory must be a faiss index_factory string, got {index_factory!r}")
-        if index_factory is not None and (nlist is not None or pq_m is not None):
-            raise ConfigError(
-                "nlist and pq_m shape the default IVF-PQ index; with index_factory leave them out"
-            )
-        if use_gpu:
-            if mode != "ann":
-                raise ConfigError(
-                    "use_gpu moves the faiss index of mode='ann' to the GPU; exact MaxSim runs on `device`"
-                )
-            faiss = _faiss()
-            if faiss.get_num_gpus() == 0:
-                raise ConfigError(
-                    "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
-                    "install the extra `beir-peft[gpu]` or search on CPU"
-                )
-            if candidates_per_token > GPU_MAX_K or nprobe > GPU_MAX_K:
-                raise ConfigError(
-                    f"faiss-gpu searches at most {GPU_MAX_K} neighbours and lists; got "
-                    f"candidates_per_token={candidates_per_token}, nprobe={nprobe}"
-                )
+        _check_settings(
+            mode=mode,
+            batch_size=batch_size,
+            query_batch_size=query_batch_size,
+            corpus_chunk_size=corpus_chunk_size,
+            max_scores_elements=max_scores_elements,
+            candidates_per_token=candidates_per_token,
+            nprobe=nprobe,
+            min_ivfpq_vectors=min_ivfpq_vectors,
+            train_size=train_size,
+            nlist=nlist,
+            pq_m=pq_m,
+            index_factory=index_factory,
+            use_gpu=use_gpu,
+        )
         self.model = model
         self.mode = mode
         self.batch_size = int(batch_size)
@@ -254,25 +214,63 @@ class MaxSimSearch(BaseSearch):
         self.train_size = int(train_size)
         self.seed = int(seed)
         self.use_gpu = bool(use_gpu)
+        self._ann = TokenANN(
+            candidates_per_token=self.candidates_per_token,
+            nprobe=self.nprobe,
+            index_factory=self.index_factory,
+            nlist=self.nlist,
+            pq_m=self.pq_m,
+            min_ivfpq_vectors=self.min_ivfpq_vectors,
+            train_size=self.train_size,
+            seed=self.seed,
+            use_gpu=self.use_gpu,
+            show_progress_bar=show_progress_bar,
+        )
         if mode == "ann":
             dim = getattr(getattr(model, "config", None), "dim", None)
             if isinstance(dim, int) and dim > 0:  # catch a bad factory string or pq_m before encoding
-                self._check_factory(dim)
-
-        self.doc_ids: list[str] = []
-        self.doclens: np.ndarray = np.zeros(0, dtype=np.int64)
-        self.offsets: np.ndarray = np.zeros(1, dtype=np.int64)
-        self.vectors: np.ndarray | None = None  # float16 (num_tokens, dim), in memory or memory-mapped
-        self._identity: dict[str, Any] | None = None
-        self._doc_ids_digest: str | None = None
-        # ANN state: the CPU faiss index (what is saved), the index searched (GPU copy or the same)
-        self.ann_index: Any = None
-        self._ann_search_index: Any = None
-        self.token_docs: np.ndarray | None = None  # int32 (num_tokens,), in memory or memory-mapped
-        self._ann_identity: dict[str, Any] | None = None
+                self._ann.check_factory(dim)
+        self.store: TokenStore | None = None
         self.results: dict[str, dict[str, float]] = {}
 
-    # ------------------------------------------------------------------ identity of an index
+    # ------------------------------------------------------------------ what is held
+    @property
+    def doc_ids(self) -> list[str]:
+        return self.store.doc_ids if self.store is not None else []
+
+    @property
+    def doclens(self) -> np.ndarray:
+        """int64 ``(num_docs,)``: token vectors per document."""
+        return self.store.doclens if self.store is not None else np.zeros(0, dtype=np.int64)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.store.offsets if self.store is not None else np.zeros(1, dtype=np.int64)
+
+    @property
+    def vectors(self) -> np.ndarray | None:
+        """float16 ``(num_tokens, dim)``, in memory or memory-mapped (``None`` before the index is built)."""
+        return self.store.vectors if self.store is not None else None
+
+    @property
+    def ann_index(self) -> Any:
+        """The CPU faiss token index (what is saved); ``None`` until ``mode="ann"`` builds it."""
+        return self._ann.index
+
+    @property
+    def token_docs(self) -> np.ndarray | None:
+        """int32 ``(num_tokens,)``: the document of each token vector of the ANN index."""
+        return self._ann.token_docs
+
+    @property
+    def _ann_identity(self) -> dict[str, Any] | None:
+        """What the ANN index held was built for (factory, sample, token vectors)."""
+        return self._ann.identity
+
+    read_meta = staticmethod(TokenStore.read_meta)
+    read_ann_meta = staticmethod(read_ann_meta)
+
+    # ------------------------------------------------------------------ building
     def _model_identity(self, corpus_sha256: str) -> dict[str, Any]:
         """What token vectors must have been encoded by and from: the model (its fingerprint) and the
         corpus whose :func:`corpus_digest` is ``corpus_sha256``."""
@@ -282,16 +280,6 @@ class MaxSimSearch(BaseSearch):
             "corpus_sha256": corpus_sha256,
         }
 
-    def _matches(self, identity: dict[str, Any]) -> bool:
-        return self.vectors is not None and self._identity == identity and identity["fingerprint"] is not None
-
-    def _misfit(self, saved: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
-        """Why a saved part does not serve ``expected``, for the rebuild warning."""
-        if expected["fingerprint"] is None:
-            return f"{expected['model']} has no fingerprint(), so nothing tells whether it built the index"
-        return describe_differences(saved, expected)
-
-    # ------------------------------------------------------------------ building
     def build(self, corpus: Mapping[str, Mapping[str, Any]]) -> None:
         """Encode ``corpus`` into float16 token vectors (into ``index_dir`` when one is set)."""
         doc_ids, docs = sanitize_corpus(corpus)
@@ -301,13 +289,10 @@ class MaxSimSearch(BaseSearch):
         texts = [passage_text(doc) for doc in docs]
         logger.info("Encoding %d documents into token vectors for MaxSim search", len(texts))
         if self.index_dir is None:
-            parts, lens = [], []
-            for vectors in self._encoded_chunks(texts):
-                parts.extend(v.numpy().astype(np.float16) for v in vectors)
-                lens.extend(len(v) for v in vectors)
-            self._set(doc_ids, np.asarray(lens, dtype=np.int64), np.concatenate(parts), identity)
+            self._set_store(TokenStore.from_chunks(doc_ids, self._encoded_chunks(texts), identity))
         else:
-            self._build_on_disk(doc_ids, texts, identity)
+            remove_metadata(self.index_dir, ANN_META_FILE)  # it describes the vectors about to go
+            self._set_store(TokenStore.write(self.index_dir, doc_ids, self._encoded_chunks(texts), identity))
 
     def _encoded_chunks(self, texts: list[str]):
         starts = range(0, len(texts), self.corpus_chunk_size)
@@ -320,80 +305,9 @@ class MaxSimSearch(BaseSearch):
                 show_progress_bar=self.show_progress_bar,
             )
 
-    def _build_on_disk(self, doc_ids: list[str], texts: list[str], identity: dict[str, Any]) -> None:
-        folder = self.index_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in (META_FILE, ANN_META_FILE):  # the folder is incomplete until new metadata lands
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(folder / name)
-        lens: list[int] = []
-        dim = None
-        with atomic_open(folder / VECTORS_FILE, "wb") as handle:
-            for vectors in self._encoded_chunks(texts):
-                for v in vectors:
-                    dim = v.shape[1]
-                    np.ascontiguousarray(v.numpy(), dtype=np.float16).tofile(handle)
-                    lens.append(len(v))
-        doclens = np.asarray(lens, dtype=np.int64)
-        _save_npy_atomic(folder / DOCLENS_FILE, doclens)
-        meta = {
-            "format": FORMAT_VERSION,
-            "kind": KIND,
-            "dim": int(dim),
-            "num_docs": len(doc_ids),
-            "num_tokens": int(doclens.sum()),
-            **identity,
-            "vectors_bytes": os.path.getsize(folder / VECTORS_FILE),
-            "doc_ids": list(doc_ids),
-        }
-        write_json_atomic(folder / META_FILE, meta, indent=None)
-        logger.info("Saved %d token vectors of %d documents to %s", meta["num_tokens"], len(doc_ids), folder)
-        self._load_folder(folder)
-
-    def _set(self, doc_ids, doclens: np.ndarray, vectors: np.ndarray, identity: dict[str, Any]) -> None:
-        self.doc_ids = list(doc_ids)
-        self.doclens = doclens
-        self.offsets = np.concatenate([[0], np.cumsum(doclens)]).astype(np.int64)
-        self.vectors = vectors
-        self._identity = identity
-        self._doc_ids_digest = hashlib.sha256(json.dumps(self.doc_ids).encode("utf-8")).hexdigest()
-        # new token vectors: an ANN index held in memory no longer describes them
-        self.ann_index = self._ann_search_index = self.token_docs = self._ann_identity = None
-
-    # ------------------------------------------------------------------ a saved index
-    @staticmethod
-    def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
-        """Read and check ``maxsim.json``; :class:`ArtifactError` when missing or malformed."""
-        path = Path(folder) / META_FILE
-        if not path.is_file():
-            raise ArtifactError(f"no MaxSim index metadata at {path}")
-        meta = _read_index_meta(
-            path,
-            "MaxSim",
-            ("format", "kind", "dim", "num_docs", "num_tokens", "doc_ids", "vectors_bytes"),
-            KIND,
-            FORMAT_VERSION,
-        )
-        if not isinstance(meta["doc_ids"], list) or len(meta["doc_ids"]) != meta["num_docs"]:
-            raise ArtifactError(f"{path}: doc_ids do not match num_docs={meta['num_docs']}")
-        return meta
-
-    def _load_folder(self, folder: Path) -> None:
-        meta = self.read_meta(folder)
-        vectors_path, doclens_path = folder / VECTORS_FILE, folder / DOCLENS_FILE
-        if not vectors_path.is_file() or os.path.getsize(vectors_path) != meta["vectors_bytes"]:
-            raise ArtifactError(f"{vectors_path}: missing, or not the size its metadata records")
-        try:
-            doclens = np.load(doclens_path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"cannot read {doclens_path}: {err}") from err
-        if doclens.shape != (meta["num_docs"],) or int(doclens.sum()) != meta["num_tokens"]:
-            raise ArtifactError(f"{doclens_path} does not match its metadata")
-        if meta["vectors_bytes"] != meta["num_tokens"] * meta["dim"] * 2:
-            raise ArtifactError(f"{vectors_path}: size does not match num_tokens x dim float16")
-        vectors = np.memmap(vectors_path, dtype=np.float16, mode="r", shape=(meta["num_tokens"], meta["dim"]))
-        identity = {key: meta.get(key) for key in ("model", "fingerprint", "corpus_sha256")}
-        self._set(meta["doc_ids"], doclens.astype(np.int64), vectors, identity)
+    def _set_store(self, store: TokenStore) -> None:
+        self.store = store
+        self._ann.reset()  # new token vectors: an ANN index held in memory no longer describes them
 
     def _ensure_index(self, corpus: Mapping[str, Mapping[str, Any]]) -> None:
         self._ensure_vectors(corpus)
@@ -401,16 +315,18 @@ class MaxSimSearch(BaseSearch):
             self._ensure_ann()
 
     def _ensure_vectors(self, corpus: Mapping[str, Mapping[str, Any]]) -> None:
+        """Keep the token vectors held, or reuse ``index_dir``'s, when they were encoded by this model
+        from this corpus; else encode them (a misfit saved folder is reported as a WARNING)."""
         doc_ids, docs = sanitize_corpus(corpus)
         identity = self._model_identity(corpus_digest(doc_ids, docs))
-        if self._matches(identity):
+        if self.store is not None and self.store.identity == identity and identity["fingerprint"] is not None:
             return
         if self.index_dir is not None and (self.index_dir / META_FILE).is_file():
             try:
                 meta = self.read_meta(self.index_dir)
-                saved = {key: meta.get(key) for key in identity}
+                saved = {key: meta.get(key) for key in IDENTITY_KEYS}
                 if saved == identity and identity["fingerprint"] is not None:
-                    self._load_folder(self.index_dir)
+                    self._set_store(TokenStore.read(self.index_dir))
                     logger.info("Reusing the MaxSim token vectors in %s", self.index_dir)
                     return
             except ArtifactError as err:
@@ -420,211 +336,39 @@ class MaxSimSearch(BaseSearch):
                     "The MaxSim index in %s does not fit this search (%s); rebuilding it, and the new "
                     "index replaces it there",
                     self.index_dir,
-                    self._misfit(saved, identity),
+                    describe_misfit(saved, identity),
                 )
         self._build(doc_ids, docs, identity)
 
-    # ------------------------------------------------------------------ the ANN index
-    def _factory(self, num_vectors: int, dim: int) -> str:
-        """The faiss index_factory string for ``num_vectors`` token vectors of dimension ``dim``."""
-        if self.index_factory is not None:
-            return self.index_factory
-        if num_vectors < self.min_ivfpq_vectors:
-            return FLAT
-        nlist = self.nlist or default_nlist(num_vectors, self.train_size)
-        return f"IVF{nlist},PQ{self.pq_m or default_pq_m(dim)}"
-
-    def _check_factory(self, dim: int) -> None:
-        """ConfigError now, rather than after encoding the corpus, for a factory faiss cannot build."""
-        if self.pq_m is not None and dim % self.pq_m:
-            raise ConfigError(f"pq_m={self.pq_m} does not divide the token vector dimension {dim}")
-        if self.index_factory is not None:
-            _new_faiss_index(dim, self.index_factory)
-
-    def _expected_ann_identity(self) -> dict[str, Any]:
-        num_vectors, dim = (int(x) for x in self.vectors.shape)
-        return {
-            "index_factory": self._factory(num_vectors, dim),
-            "train_size": min(num_vectors, self.train_size),
-            "seed": self.seed,
-            "num_tokens": num_vectors,
-            "dim": dim,
-            **self._identity,
-            "doc_ids_sha256": self._doc_ids_digest,
-        }
-
     def _ensure_ann(self) -> None:
-        identity = self._expected_ann_identity()
-        if self.ann_index is not None and self._ann_identity == identity:
+        """Keep the ANN index held, or load ``index_dir``'s, when it was built for these token vectors
+        and index settings; else build it (and save it to ``index_dir``)."""
+        identity = self._ann.expected_identity(self.store)
+        if self._ann.holds(identity):
             return
-        if self.index_dir is not None and (self.index_dir / ANN_META_FILE).is_file():
+        folder = self.index_dir
+        if folder is not None and (folder / ANN_META_FILE).is_file():
             try:
-                if identity["fingerprint"] is not None and self._load_ann(self.index_dir, identity):
-                    logger.info(
-                        "Reusing the faiss %s token index in %s", identity["index_factory"], self.index_dir
-                    )
+                if identity["fingerprint"] is not None and self._ann.load(folder, self.store, identity):
+                    logger.info("Reusing the faiss %s token index in %s", identity["index_factory"], folder)
                     return
                 logger.warning(
                     "The ANN index in %s does not fit this search (%s); rebuilding it, and the new index "
                     "replaces it there",
-                    self.index_dir,
-                    self._misfit(self.read_ann_meta(self.index_dir), identity),
+                    folder,
+                    describe_misfit(read_ann_meta(folder), identity),
                 )
             except ArtifactError as err:
-                logger.warning("Rebuilding the ANN index in %s: %s", self.index_dir, err)
+                logger.warning("Rebuilding the ANN index in %s: %s", folder, err)
         index = self._build_ann(identity)
-        token_docs = np.repeat(np.arange(len(self.doclens), dtype=np.int32), self.doclens)
-        if self.index_dir is not None:
-            self._save_ann(self.index_dir, index, token_docs, identity)
-        self._set_ann(index, token_docs, identity)
+        token_docs = self.store.token_docs()
+        if folder is not None:
+            self._ann.save(folder, index, token_docs, identity)
+        self._ann.set(index, token_docs, identity)
 
     def _build_ann(self, identity: dict[str, Any]) -> Any:
         """A trained faiss inner-product index holding every token vector (row i = token i)."""
-        num_vectors, dim = identity["num_tokens"], identity["dim"]
-        factory = identity["index_factory"]
-        if self.index_factory is None and factory == FLAT:
-            logger.info(
-                "%d token vectors are fewer than min_ivfpq_vectors=%d, too few to train IVF-PQ: "
-                "the ANN index is an exact flat inner-product index",
-                num_vectors,
-                self.min_ivfpq_vectors,
-            )
-        index = _new_faiss_index(dim, factory)
-        if not index.is_trained:
-            sample = self._training_sample(identity["train_size"])
-            logger.info(
-                "Training a faiss %s index on %d of %d token vectors", factory, len(sample), num_vectors
-            )
-            try:
-                index.train(sample)
-            except RuntimeError as err:
-                raise ConfigError(
-                    f"cannot train the faiss index {factory!r} on {len(sample)} token vectors: "
-                    f"{_faiss_message(err)}"
-                ) from err
-        logger.info("Adding %d token vectors to the faiss %s index", num_vectors, factory)
-        starts = range(0, num_vectors, _ADD_CHUNK)
-        for start in _progress(starts, self.show_progress_bar and len(starts) > 1, "Indexing token vectors"):
-            try:
-                index.add(np.asarray(self.vectors[start : start + _ADD_CHUNK], dtype=np.float32))
-            except RuntimeError as err:
-                raise ConfigError(
-                    f"cannot add token vectors to the faiss index {factory!r}: {_faiss_message(err)}"
-                ) from err
-        return index
-
-    def _training_sample(self, size: int) -> np.ndarray:
-        num_vectors = len(self.vectors)
-        if size >= num_vectors:
-            return np.asarray(self.vectors, dtype=np.float32)
-        rows = np.sort(np.random.default_rng(self.seed).choice(num_vectors, size=size, replace=False))
-        return np.asarray(self.vectors[rows], dtype=np.float32)
-
-    def _set_ann(self, index: Any, token_docs: np.ndarray, identity: dict[str, Any]) -> None:
-        faiss = _faiss()
-        ivf = faiss.try_extract_index_ivf(index)
-        if ivf is not None:
-            ivf.nprobe = self.nprobe
-        self.ann_index = index
-        self.token_docs = token_docs
-        self._ann_identity = identity
-        if self.use_gpu:
-            logger.info("Moving the faiss token index to %d GPU(s)", faiss.get_num_gpus())
-            try:
-                gpu_index = faiss.index_cpu_to_all_gpus(index)
-                if ivf is not None:
-                    space = faiss.GpuParameterSpace()
-                    space.initialize(gpu_index)
-                    space.set_index_parameter(gpu_index, "nprobe", self.nprobe)
-            except (RuntimeError, AttributeError) as err:
-                raise ConfigError(
-                    f"faiss-gpu cannot hold the index {identity['index_factory']!r}: {_faiss_message(err)}"
-                ) from err
-            self._ann_search_index = gpu_index
-        else:
-            self._ann_search_index = index
-
-    def _save_ann(self, folder: Path, index: Any, token_docs: np.ndarray, identity: dict[str, Any]) -> None:
-        faiss = _faiss()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(folder / ANN_META_FILE)  # incomplete until the new metadata lands
-        with atomic_open(folder / ANN_INDEX_FILE, "wb") as handle:
-            faiss.write_index(index, faiss.PyCallbackIOWriter(handle.write))
-        _save_npy_atomic(folder / TOKEN_DOCS_FILE, token_docs)
-        meta = {
-            "format": ANN_FORMAT_VERSION,
-            "kind": ANN_KIND,
-            **identity,
-            "ntotal": int(index.ntotal),
-            "index_bytes": os.path.getsize(folder / ANN_INDEX_FILE),
-        }
-        write_json_atomic(folder / ANN_META_FILE, meta, indent=None)
-        logger.info(
-            "Saved a faiss %s index of %d token vectors to %s",
-            identity["index_factory"],
-            index.ntotal,
-            folder,
-        )
-
-    @staticmethod
-    def read_ann_meta(folder: str | os.PathLike) -> dict[str, Any]:
-        """Read and check ``ann.json``; :class:`ArtifactError` when missing or malformed."""
-        return _read_index_meta(
-            Path(folder) / ANN_META_FILE,
-            "ANN",
-            ("format", "kind", "index_factory", "num_tokens", "dim", "ntotal", "index_bytes"),
-            ANN_KIND,
-            ANN_FORMAT_VERSION,
-        )
-
-    def _load_ann(self, folder: Path, identity: dict[str, Any]) -> bool:
-        """Load the ANN part of ``folder`` when it was built for ``identity``; ``False`` when it was not."""
-        faiss = _faiss()
-        meta = self.read_ann_meta(folder)
-        if {key: meta.get(key) for key in identity} != identity:
-            return False
-        index_path, token_docs_path = folder / ANN_INDEX_FILE, folder / TOKEN_DOCS_FILE
-        if not index_path.is_file() or os.path.getsize(index_path) != meta["index_bytes"]:
-            raise ArtifactError(f"{index_path}: missing, or not the size its metadata records")
-        try:
-            index = faiss.read_index(str(index_path))
-        except RuntimeError as err:
-            raise ArtifactError(f"cannot read faiss index {index_path}: {_faiss_message(err)}") from err
-        if (index.ntotal, index.d) != (identity["num_tokens"], identity["dim"]) or (
-            index.metric_type != faiss.METRIC_INNER_PRODUCT
-        ):
-            raise ArtifactError(
-                f"{index_path}: ntotal={index.ntotal}, dim={index.d}, metric={index.metric_type} do not "
-                f"match {identity['num_tokens']} inner-product token vectors of dim {identity['dim']}"
-            )
-        try:
-            token_docs = np.load(token_docs_path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"cannot read {token_docs_path}: {err}") from err
-        if token_docs.dtype != np.int32 or token_docs.shape != (identity["num_tokens"],):
-            raise ArtifactError(f"{token_docs_path}: not int32 of shape ({identity['num_tokens']},)")
-        nonempty = np.flatnonzero(self.doclens)
-        ends = (self.offsets[:-1][nonempty], self.offsets[1:][nonempty] - 1)
-        if any(not np.array_equal(token_docs[positions], nonempty) for positions in ends):
-            raise ArtifactError(f"{token_docs_path} does not match the documents' token counts")
-        self._set_ann(index, token_docs, identity)
-        return True
-
-    def _candidates(self, q: torch.Tensor, q_mask: torch.Tensor) -> list[np.ndarray]:
-        """Per query, the sorted positions of the documents owning a query token's nearest vectors."""
-        flat = np.ascontiguousarray(q[q_mask].detach().float().cpu().numpy())
-        per_query = q_mask.sum(dim=1).cpu().tolist()
-        k = min(self.candidates_per_token, int(self.ann_index.ntotal))
-        _, neighbours = self._ann_search_index.search(flat, k)
-        found = neighbours >= 0  # faiss pads with -1 when a token finds fewer than k vectors
-        owners = np.full(neighbours.shape, -1, dtype=np.int64)
-        owners[found] = self.token_docs[neighbours[found]]
-        out, row = [], 0
-        for count in per_query:
-            block = owners[row : row + count]
-            out.append(np.unique(block[block >= 0]))
-            row += count
-        return out
+        return self._ann.build(self.store, identity)
 
     # ------------------------------------------------------------------ searching
     def _chunks(self, width: int, doclens: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -642,19 +386,6 @@ class MaxSimSearch(BaseSearch):
         if len(doclens):
             chunks.append((start, len(doclens)))
         return chunks
-
-    def _token_block(self, docs: range | np.ndarray, device: torch.device) -> torch.Tensor:
-        """Float32 token vectors of ``docs`` (a range or sorted positions), one document after another."""
-        if isinstance(docs, range):  # one contiguous read
-            block = self.vectors[int(self.offsets[docs.start]) : int(self.offsets[docs.stop])]
-        elif len(docs):  # contiguous slices: much faster than fancy indexing of a memory map
-            block = np.concatenate(
-                [self.vectors[self.offsets[d] : self.offsets[d + 1]] for d in docs.tolist()]
-            )
-        else:
-            block = np.zeros((0, self.vectors.shape[1]), dtype=np.float16)
-        # a copy: a memory-mapped slice is read-only, and torch wants writable memory
-        return torch.from_numpy(np.array(block, dtype=np.float16)).to(device=device, dtype=torch.float32)
 
     def search(
         self,
@@ -730,12 +461,12 @@ class MaxSimSearch(BaseSearch):
         chunks = self._chunks(max(min(self.query_batch_size, n_queries) * q_len, dim))
         progress = _progress(chunks, self.show_progress_bar and len(chunks) > 1, "MaxSim search")
         for start, end in progress:
-            block = self._token_block(range(start, end), device)  # read and converted once per chunk
+            block = self.store.token_block(range(start, end), device)  # read and converted once per chunk
             lens = torch.as_tensor(self.doclens[start:end], device=device)
             index = torch.arange(start, end, device=device)
             for q_start in range(0, n_queries, self.query_batch_size):
                 rows = slice(q_start, q_start + self.query_batch_size)
-                scores = _maxsim_flat(q_vectors[rows], q_mask[rows], block, lens)
+                scores = packed_maxsim(q_vectors[rows], q_mask[rows], block, lens)
                 _merge_top_k(best_scores[rows], best_index[rows], scores, index.expand(len(scores), -1))
         return best_scores, best_index
 
@@ -747,13 +478,13 @@ class MaxSimSearch(BaseSearch):
         for q_start in _progress(batches, self.show_progress_bar and len(batches) > 1, "MaxSim ANN search"):
             q = q_vectors[q_start : q_start + self.query_batch_size]
             qm = q_mask[q_start : q_start + self.query_batch_size]
-            candidates = self._candidates(q, qm)
+            candidates = self._ann.candidates(q, qm)
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, dtype=np.int64)
             # the union's token vectors are read once per chunk; each query is scored against its own
             # candidates only (one query's similarities: its candidates' tokens x q_len)
             for start, end in self._chunks(max(q_len, dim), self.doclens[union]):
                 chunk = union[start:end]
-                block = self._token_block(chunk, device)
+                block = self.store.token_block(chunk, device)
                 lens = self.doclens[chunk]
                 starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
                 for i, own in enumerate(candidates):
@@ -766,7 +497,7 @@ class MaxSimSearch(BaseSearch):
                     else:
                         picked = np.repeat(starts[at] - (np.cumsum(lens[at]) - lens[at]), lens[at])
                         rows = block[torch.as_tensor(np.arange(int(lens[at].sum())) + picked, device=device)]
-                    scores = _maxsim_flat(
+                    scores = packed_maxsim(
                         q[i : i + 1], qm[i : i + 1], rows, torch.as_tensor(lens[at], device=device)
                     )
                     row = slice(q_start + i, q_start + i + 1)
@@ -789,23 +520,59 @@ class MaxSimSearch(BaseSearch):
         )
 
 
-def _maxsim_flat(
-    q: torch.Tensor, q_mask: torch.Tensor, tokens: torch.Tensor, lens: torch.Tensor
-) -> torch.Tensor:
-    """MaxSim of queries ``(B, Lq, dim)`` against documents given as their token vectors one after
-    another, ``tokens (sum(lens), dim)``, document ``j`` holding ``lens[j]`` rows: scores ``(B, D)``.
-
-    One matrix product and a segment max per document, with no padding; a document without token
-    vectors scores ``-inf``.
-    """
-    n, q_len, dim = q.shape
-    sims = tokens @ q.reshape(-1, dim).T  # (tokens, B * Lq)
-    best = torch.full((len(lens), n * q_len), float("-inf"), device=tokens.device, dtype=sims.dtype)
-    nonempty = lens > 0
-    if bool(nonempty.any()):
-        best[nonempty] = torch.segment_reduce(sims, "max", lengths=lens[nonempty], axis=0)
-    per_token = best.view(len(lens), n, q_len).permute(1, 0, 2)  # (B, D, Lq)
-    return per_token.masked_fill(~q_mask[:, None, :], 0.0).sum(dim=-1)
+def _check_settings(
+    *,
+    mode: str,
+    batch_size: int,
+    query_batch_size: int,
+    corpus_chunk_size: int,
+    max_scores_elements: int,
+    candidates_per_token: int,
+    nprobe: int,
+    min_ivfpq_vectors: int,
+    train_size: int,
+    nlist: int | None,
+    pq_m: int | None,
+    index_factory: str | None,
+    use_gpu: bool,
+) -> None:
+    """:class:`ConfigError` for a :class:`MaxSimSearch` setting that cannot work, before any encoding."""
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    for name, value in (
+        ("batch_size", batch_size),
+        ("query_batch_size", query_batch_size),
+        ("corpus_chunk_size", corpus_chunk_size),
+        ("max_scores_elements", max_scores_elements),
+        ("candidates_per_token", candidates_per_token),
+        ("nprobe", nprobe),
+        ("min_ivfpq_vectors", min_ivfpq_vectors),
+        ("train_size", train_size),
+        ("nlist", 1 if nlist is None else nlist),
+        ("pq_m", 1 if pq_m is None else pq_m),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if index_factory is not None and (not isinstance(index_factory, str) or not index_factory.strip()):
+        raise ConfigError(f"index_factory must be a faiss index_factory string, got {index_factory!r}")
+    if index_factory is not None and (nlist is not None or pq_m is not None):
+        raise ConfigError("nlist and pq_m shape the default IVF-PQ index; with index_factory leave them out")
+    if use_gpu:
+        if mode != "ann":
+            raise ConfigError(
+                "use_gpu moves the faiss index of mode='ann' to the GPU; exact MaxSim runs on `device`"
+            )
+        faiss = import_faiss()
+        if faiss.get_num_gpus() == 0:
+            raise ConfigError(
+                "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
+                "install the extra `beir-peft[gpu]` or search on CPU"
+            )
+        if candidates_per_token > GPU_MAX_K or nprobe > GPU_MAX_K:
+            raise ConfigError(
+                f"faiss-gpu searches at most {GPU_MAX_K} neighbours and lists; got "
+                f"candidates_per_token={candidates_per_token}, nprobe={nprobe}"
+            )
 
 
 def _merge_top_k(
@@ -819,67 +586,9 @@ def _merge_top_k(
     best_index.copy_(merged_index.gather(1, top.indices))
 
 
-def _faiss():
-    """faiss, imported when the ANN mode needs it."""
-    import faiss
-
-    return faiss
-
-
-def _new_faiss_index(dim: int, factory: str) -> Any:
-    """``faiss.index_factory(dim, factory, METRIC_INNER_PRODUCT)`` without polysemous training.
-
-    index_factory turns on polysemous training for PQ codes; it only serves Hamming-filtered search
-    (``polysemous_ht``, unused here) and is the slowest part of training, and ColBERT v1, which
-    builds its ``IndexIVFPQ`` directly, does not do it.
-    """
-    faiss = _faiss()
-    try:
-        index = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"faiss cannot build index_factory={factory!r} for dim {dim}: {_faiss_message(err)}"
-        ) from err
-    for part in (index, faiss.try_extract_index_ivf(index)):
-        part = faiss.downcast_index(part) if part is not None else None
-        if part is not None and hasattr(part, "do_polysemous_training"):
-            part.do_polysemous_training = False
-    return index
-
-
-def _faiss_message(err: BaseException) -> str:
-    """faiss' own reason, without its C++ function signature and source location."""
-    text = " ".join(str(err).split())
-    return re.sub(r"^Error in .*? at \S+:\d+: (Error: '.*?' failed: )?", "", text)
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_open(path, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-
-
 def _progress(items, show: bool, desc: str):
     if not show:
         return items
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc)
-
-
-__all__ = ["MODES", "MaxSimSearch", "default_nlist", "default_pq_m"]
-
-
-def _read_index_meta(
-    path: Path, label: str, required: tuple[str, ...], kind: str, version: int
-) -> dict[str, Any]:
-    """Read an index's JSON metadata and check its fields, kind and format; :class:`ArtifactError` otherwise."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"cannot read {label} index metadata {path}: {err}") from err
-    missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
-    if missing:
-        raise ArtifactError(f"{label} index metadata {path} lacks {missing}")
-    if meta["kind"] != kind or meta["format"] > version:
-        raise ArtifactError(f"{path}: not a format-{version} {kind} index")
-    return meta

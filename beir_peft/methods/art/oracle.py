@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...data import passage_text
 from ...errors import ConfigError
-from ...models.base import passage_text
 
 
 class QrelsOracleTeacher:

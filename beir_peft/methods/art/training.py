@@ -40,9 +40,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ...artifacts import save_retriever
+from ...data import passage_text
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
-from ...models.base import PASSAGE, QUERY, passage_text
+from ...models.base import PASSAGE, QUERY
 from ...training.checkpoints import (
     CHECKPOINTS,
     finished_run,

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ...artifacts import read_config, save_retriever
-from ...data import BeirDataset
+from ...data import BeirDataset, passage_text
 from ...errors import DatasetError
-from ...models.base import passage_text
 from ..supervised import TrainingConfig, check_output_folder, fit, train
 
 logger = logging.getLogger(__name__)

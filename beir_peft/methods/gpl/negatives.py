@@ -40,13 +40,13 @@ def mine_negatives(
     One miner is loaded at a time. ``positives`` maps each query to its source passage.
     ``max_seq_length`` truncates a dense miner's inputs (``None``: the miner's own length).
     """
-    from ...models.loading import load_model
+    from ...retrievers import load_retriever
     from ...search import make_search
 
     found: dict[str, dict[str, list[str]]] = {qid: {} for qid in queries}
     for miner in miners:
         logger.info("Mining %d negatives per query with %s", depth, miner)
-        model = load_model(miner, device=device)
+        model = load_retriever(miner, device=device)
         if max_seq_length is not None and hasattr(model, "model"):  # a dense model (BM25 has none)
             model.model.max_seq_length = int(max_seq_length)
         searcher = make_search(model, search, batch_size=batch_size, show_progress_bar=show_progress_bar)

@@ -42,10 +42,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ...data import passage_text
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
-from ...models.base import passage_text
 from .negatives import DEFAULT_MINERS, mine_negatives
 from .pseudo_labels import (
     DEFAULT_CROSS_ENCODER,

@@ -21,8 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from ...data import passage_text
 from ...errors import ConfigError, DatasetError
-from ...models.base import passage_text
 
 logger = logging.getLogger(__name__)
 

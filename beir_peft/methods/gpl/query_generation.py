@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from ...data import passage_text
 from ...errors import ConfigError
-from ...models.base import passage_text
 
 logger = logging.getLogger(__name__)
 

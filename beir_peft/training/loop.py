@@ -22,14 +22,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from .checkpoints import rng_state, set_rng_state
+from .checkpoints import Checkpoint, rng_state, set_rng_state
 from .run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,11 @@ class LoopSettings:
     def __post_init__(self):
         if self.epochs is None and self.max_steps is None:
             raise ConfigError("a training loop needs epochs or max_steps")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: ``epochs`` passes, cut at ``max_steps``."""
+        passes = None if self.epochs is None else self.epochs * steps_per_epoch
+        return min(n for n in (passes, self.max_steps) if n is not None)
 
 
 @dataclass(frozen=True)
@@ -154,10 +159,9 @@ class LoaderBatches:
         # accelerate's loader re-sets its sampler's epoch from its own counter, which restarts at 0
         # in a resumed process: set it, so the batch order is a function of (seed, epoch) only.
         batches.set_epoch(epoch)
+        # the skipping loader wraps the sampler and does not pass the epoch on
         if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(
-                epoch
-            )  # the skipping loader wraps the sampler and does not pass the epoch on
+            self.sampler.set_epoch(epoch)
         return batches
 
 
@@ -193,59 +197,39 @@ def run_loop(
     # num_processes times per optimizer step, so the schedule is laid out over all processes' steps.
     processes = accelerator.num_processes
     steps_per_epoch = batches.steps_per_epoch
-    total_steps = settings.max_steps if settings.epochs is None else settings.epochs * steps_per_epoch
-    if settings.max_steps is not None:
-        total_steps = min(total_steps, settings.max_steps)
+    total_steps = settings.total_steps(steps_per_epoch)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(settings.warmup_ratio * total_steps) * processes, total_steps * processes
     )
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    at = (
+        _Position()
+        if checkpoint is None
+        else _restore(checkpoint, method, optimizer, scheduler, steps_per_epoch)
+    )
 
-    # carried: seconds the interrupted run had spent in the epoch it resumes (epoch_seconds covers both)
-    step, epoch, done_in_epoch, epoch_times, carried = 0, 0, 0, [], 0.0
-    if checkpoint is not None:
-        method.load_trainable_state(checkpoint.trainable, where=str(checkpoint.path))
-        optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
-        scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
-        set_rng_state(checkpoint.optimizer_state.get("rng", {}))
-        method.load_checkpoint_extras(checkpoint.optimizer_state, checkpoint.state)
-        state = checkpoint.state
-        step = checkpoint.step
-        # checkpoints of ART and the DAM from before the one loop: fixed-length epochs, no position
-        epoch = int(state["epoch"]) if "epoch" in state else step // steps_per_epoch
-        done_in_epoch = int(state["batches_done"]) if "batches_done" in state else step % steps_per_epoch
-        epoch_times = list(state.get("epoch_seconds", []))
-        carried = float(state.get("epoch_elapsed", 0.0))
-        logger.info(
-            "Resuming %s at step %d (epoch %d, batch %d)", folder.output, step, epoch + 1, done_in_epoch
-        )
-
-    def checkpoint_now(epoch_index: int, batches_done: int, elapsed: float) -> None:
+    def checkpoint_now(epoch: int, batches_done: int, elapsed: float) -> None:
         if not accelerator.is_main_process:
             return
         tensors, extra = method.checkpoint_extras()
         folder.save_checkpoint(
-            step,
+            at.step,
             method.trainable_state(),
             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), **tensors},
-            {"epoch": epoch_index, "batches_done": batches_done, "epoch_seconds": epoch_times,
-             "epoch_elapsed": elapsed, **extra, "run": dict(identity)},
+            {"epoch": epoch, "batches_done": batches_done, "epoch_seconds": at.epoch_times, "epoch_elapsed": elapsed,
+             **extra, "run": dict(identity)},
             keep=settings.keep_checkpoints,
         )  # fmt: skip
 
-    progress = tqdm(
-        total=total_steps,
-        initial=step,
-        desc=desc,
-        disable=not show_progress_bar or not accelerator.is_main_process,
-    )
+    progress = tqdm(total=total_steps, initial=at.step, desc=desc,
+                    disable=not show_progress_bar or not accelerator.is_main_process)  # fmt: skip
     every = settings.checkpoint_every
     module.train()
     method.bind(module)
-    while step < total_steps and (settings.epochs is None or epoch < settings.epochs):
-        started, carried = time.perf_counter() - carried, 0.0
-        for batch in batches.epoch(epoch, done_in_epoch):
-            loss = method.loss(batch, step)
+    while at.step < total_steps and (settings.epochs is None or at.epoch < settings.epochs):
+        started, at.carried = time.perf_counter() - at.carried, 0.0
+        for batch in batches.epoch(at.epoch, at.done_in_epoch):
+            loss = method.loss(batch, at.step)
             value = float("nan")
             if loss is not None:
                 accelerator.backward(loss)
@@ -255,30 +239,78 @@ def run_loop(
                 value = float(loss.detach())
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            step, done_in_epoch = step + 1, done_in_epoch + 1
+            at.step, at.done_in_epoch = at.step + 1, at.done_in_epoch + 1
             progress.update(1)
             progress.set_postfix(
                 loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", **method.progress()
             )
-            method.after_step(step, value)
-            epoch_done = done_in_epoch >= steps_per_epoch
-            if every and step % every == 0 and step < total_steps and not epoch_done:
-                checkpoint_now(epoch, done_in_epoch, time.perf_counter() - started)
-            if step >= total_steps:
+            method.after_step(at.step, value)
+            epoch_done = at.done_in_epoch >= steps_per_epoch
+            if every and at.step % every == 0 and at.step < total_steps and not epoch_done:
+                checkpoint_now(at.epoch, at.done_in_epoch, time.perf_counter() - started)
+            if at.step >= total_steps:
                 break
-        epoch_times.append(time.perf_counter() - started)
-        epoch, done_in_epoch = epoch + 1, 0
-        if step < total_steps and every and (settings.checkpoint_epochs or step % every == 0):
-            checkpoint_now(epoch, 0, 0.0)
+        at.epoch_times.append(time.perf_counter() - started)
+        at.epoch, at.done_in_epoch = at.epoch + 1, 0
+        if at.step < total_steps and every and (settings.checkpoint_epochs or at.step % every == 0):
+            checkpoint_now(at.epoch, 0, 0.0)
     progress.close()
     module.eval()
 
-    result = LoopResult(step, steps_per_epoch, total_steps, processes, [round(t, 2) for t in epoch_times])
+    result = LoopResult(
+        at.step, steps_per_epoch, total_steps, processes, [round(t, 2) for t in at.epoch_times]
+    )
     if accelerator.is_main_process:
         method.save(result)
         folder.clean_up()
     accelerator.wait_for_everyone()
     return result
+
+
+def _restore(
+    checkpoint: Checkpoint, method: TrainingStep, optimizer, scheduler, steps_per_epoch: int
+) -> _Position:
+    """Put back what ``checkpoint`` holds (the trained tensors, optimizer, scheduler, RNG state and the
+    method's extras); returns where the interrupted run stood."""
+    method.load_trainable_state(checkpoint.trainable, where=str(checkpoint.path))
+    optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
+    scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
+    set_rng_state(checkpoint.optimizer_state.get("rng", {}))
+    method.load_checkpoint_extras(checkpoint.optimizer_state, checkpoint.state)
+    at = _Position.of(checkpoint, steps_per_epoch)
+    logger.info(
+        "Resuming %s at step %d (epoch %d, batch %d)",
+        checkpoint.path,
+        at.step,
+        at.epoch + 1,
+        at.done_in_epoch,
+    )
+    return at
+
+
+@dataclass
+class _Position:
+    """Where a run stands: steps taken, the epoch and the batches done in it, each epoch's seconds
+    so far, and (``carried``, on resume) the seconds the interrupted run had spent in the epoch it
+    resumes (``epoch_seconds`` covers both segments)."""
+
+    step: int = 0
+    epoch: int = 0
+    done_in_epoch: int = 0
+    epoch_times: list[float] = field(default_factory=list)
+    carried: float = 0.0
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint, steps_per_epoch: int) -> _Position:
+        state, step = checkpoint.state, checkpoint.step
+        # checkpoints of ART and the DAM from before the one loop: fixed-length epochs, no position
+        return cls(
+            step=step,
+            epoch=int(state["epoch"]) if "epoch" in state else step // steps_per_epoch,
+            done_in_epoch=int(state["batches_done"]) if "batches_done" in state else step % steps_per_epoch,
+            epoch_times=list(state.get("epoch_seconds", [])),
+            carried=float(state.get("epoch_elapsed", 0.0)),
+        )
 
 
 __all__ = [

@@ -519,14 +519,15 @@ def train(
     """Train METHOD (pt2-dpr, prompt, bitfit, lora, ft, pt2-colbert or colbert-ft) on a split's relevance pairs."""
     from .data import DEMO_DATASET, load_dataset
     from .encoders.backbone import DEFAULT_BACKBONE
-    from .methods.supervised import TrainingConfig, check_output_folder
+    from .methods.supervised import TrainingConfig
     from .methods.supervised import train as run_training
     from .models.tuned import build_retriever
+    from .training.pairs import pair_run_folder
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     check_output_path(output, folder=True, what="--output")
-    check_output_folder(output, resume, overwrite)
+    pair_run_folder(output).check(resume, overwrite)
     if quiet:
         _quiet_libraries()
     if in_batch_negatives and method not in LATE_INTERACTION:
@@ -1130,7 +1131,6 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
     from .data import load_corpus, load_dataset, load_queries, resolve_dataset
     from .encoders.backbone import DEFAULT_BACKBONE
     from .methods.art import ARTConfig, train_art
-    from .methods.supervised import check_output_folder, clear_run
 
     config = ARTConfig(
         student=student, backbone=backbone or DEFAULT_BACKBONE, pooling=pooling, teacher=teacher or ARTConfig.teacher,
@@ -1139,9 +1139,6 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
         seed=seed, device=device,
     )  # fmt: skip
     check_output_path(output, folder=True, what="--output")
-    check_output_folder(output, resume=not overwrite, overwrite=overwrite)
-    if overwrite:
-        clear_run(output)
     if quiet:
         _quiet_libraries()
     folder = resolve_dataset(dataset)
@@ -1160,9 +1157,8 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
     click.echo(
         f"ART: {len(question_texts)} questions from {source}, {len(corpus)} passages -> {output}", err=True
     )
-    result = train_art(
-        question_texts, corpus, output, config, dataset_name=folder.name, show_progress_bar=not quiet
-    )
+    result = train_art(question_texts, corpus, output, config, dataset_name=folder.name, overwrite=overwrite,
+                       show_progress_bar=not quiet)  # fmt: skip
     click.echo(
         f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}", err=True
     )

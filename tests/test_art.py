@@ -200,7 +200,7 @@ def test_epoch_seconds_cover_every_segment_of_a_resumed_run(tiny, teacher, demo,
     # in step 2; the resumed run takes no time on that clock
     import types
 
-    import beir_peft.methods.art.training as art_training
+    import beir_peft.training.loop as art_training
 
     clock = [0.0]
     monkeypatch.setattr(art_training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))

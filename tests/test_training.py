@@ -257,7 +257,7 @@ def test_epoch_seconds_cover_every_segment_of_a_resumed_run(tiny, demo_train, tm
     # resumed run takes no time on that clock.
     import types
 
-    import beir_peft.methods.supervised as supervised
+    import beir_peft.training.loop as supervised
 
     clock = [0.0]
     monkeypatch.setattr(supervised, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))

@@ -7,9 +7,9 @@ so far, the run's settings). Each folder is built under a temporary name and ren
 so a checkpoint that exists is whole. Only the newest ``keep`` checkpoints are kept.
 
 Resuming checks the run's settings against what the newest checkpoint recorded
-(:func:`resume_checkpoint`) or, once the run has finished, against the training record in the saved
-folder's ``config.json`` (:func:`finished_run`): a run is never continued, nor a finished one
-returned, with other settings than it was made with.
+(:func:`resume_checkpoint`) or, once the run has finished, against the finished model's record
+(:meth:`~beir_peft.training.run_folder.RunFolder.finished`): a run is never continued, nor a
+finished one returned, with other settings than it was made with.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from ..artifacts import CONFIG_NAME, is_retriever_folder, read_config
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_directory, save_safetensors_atomic, write_json_atomic
 
@@ -118,23 +117,6 @@ def check_same_settings(where: str | Path, saved: Mapping[str, Any], wanted: Map
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in changed)
         raise ConfigError(f"{where}: cannot resume with different settings ({detail})")
-
-
-def finished_run(
-    run_dir: str | Path, wanted: Mapping[str, Any], settings_of: Callable[[dict[str, Any]], Mapping[str, Any]]
-) -> bool:
-    """Whether ``run_dir`` holds a finished run (a saved retriever, no checkpoint) made with ``wanted``.
-
-    ``settings_of(config)`` turns the folder's ``config.json`` into the settings it was trained
-    with (from its ``training`` record); a finished run made with other settings is refused with
-    the same :class:`ConfigError` as an interrupted one, so ``--resume`` never reports success on
-    a folder that holds another model.
-    """
-    run_dir = Path(run_dir)
-    if not is_retriever_folder(run_dir) or checkpoint_dirs(run_dir):
-        return False
-    check_same_settings(run_dir / CONFIG_NAME, settings_of(read_config(run_dir)), wanted)
-    return True
 
 
 def rng_state() -> dict[str, Any]:

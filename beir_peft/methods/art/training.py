@@ -29,36 +29,33 @@ import logging
 import math
 import os
 import random
-import shutil
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ...artifacts import save_retriever
 from ...data import passage_text
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...models.base import PASSAGE, QUERY
-from ...training.checkpoints import (
-    CHECKPOINTS,
-    finished_run,
-    resume_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+from ...training.config import learning_rate_for
+from ...training.loop import (
+    TORCH_ADAMW_WEIGHT_DECAY,
+    LoopResult,
+    LoopSettings,
+    ShuffledBatches,
+    TrainingStep,
+    run_loop,
 )
+from ...training.run_folder import RunFolder
 from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache, teacher_record
 
 logger = logging.getLogger(__name__)
 
 STUDENTS = ("ft", "pt2-dpr", "lora")
-#: ART's learning rate for full fine-tuning (the paper); prompt and LoRA students take the package's
-DEFAULT_LEARNING_RATES = {"ft": 2e-5, "pt2-dpr": 1e-3, "lora": 5e-4}
 #: the student temperature on unit vectors: sentence-transformers' MultipleNegativesRankingLoss scale 20,
 #: the one cosine backbones such as all-MiniLM-L6-v2 were trained at
 COSINE_TEMPERATURE = 0.05
@@ -119,7 +116,8 @@ class ARTConfig:
             raise ConfigError(f"student_temperature must be > 0, got {self.student_temperature}")
 
     def learning_rate_for_student(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.student]
+        """The learning rate, by default the package's for the student (``ft``: 2e-5, the paper's)."""
+        return learning_rate_for(self.student, self.learning_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,6 +156,7 @@ def train_art(
     retriever: Any = None,
     dataset_name: str = "corpus",
     resume: bool = True,
+    overwrite: bool = False,
     show_progress_bar: bool = True,
     on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
@@ -166,11 +165,15 @@ def train_art(
     ``teacher`` (default: :class:`QuestionReconstructionTeacher` of ``config.teacher``) is any
     :class:`~.teacher.RelevanceTeacher` (e.g. :class:`~.oracle.QrelsOracleTeacher`); its
     ``describe()`` is the record's ``teacher``. ``retriever`` defaults to :func:`build_student`.
+    ``resume`` (the default) continues the run in ``output_dir``; ``overwrite`` starts afresh.
     ``on_step`` receives, after each step, ``{"step", "loss", "question_ids", "passage_ids",
     "index_step"}`` (what was retrieved from which index).
     """
     config = config or ARTConfig()
-    output = Path(output_dir)
+    folder = RunFolder(Path(output_dir))
+    folder.check(resume=resume and not overwrite, overwrite=overwrite)
+    if overwrite:
+        folder.clear()
     if len(questions) < 1 or len(corpus) < config.top_k:
         raise DatasetError(
             f"ART needs questions and at least top_k={config.top_k} passages; got {len(questions)} "
@@ -185,9 +188,8 @@ def train_art(
         wanted["teacher"] = teacher_record(teacher)["name"]
     if config.student_temperature is None:  # the record holds the one the geometry gave (backbone, normalize)
         del wanted["student_temperature"]
-    if resume and finished_run(output, wanted, lambda saved: saved.get("training") or {}):
-        logger.info("%s already holds the finished retriever", output)
-        return output
+    if resume and folder.finished(wanted):
+        return folder.output
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     retriever = retriever or build_student(config)
@@ -195,156 +197,150 @@ def train_art(
     teacher = teacher or QuestionReconstructionTeacher(
         config.teacher, device=str(device), batch_size=config.teacher_batch_size, dtype=config.teacher_dtype
     )
-    cache = TeacherCache(teacher, questions, corpus)
-    doc_ids = list(corpus)
-    passages = [passage_text(corpus[d]) for d in doc_ids]
+    step = _ARTStep(retriever, questions, corpus, TeacherCache(teacher, questions, corpus), teacher, config,
+                    folder.output, dataset_name, device, on_step)  # fmt: skip
     question_ids = list(questions)
-
-    from transformers import get_linear_schedule_with_warmup
-
-    from ...losses import ARTDistillKLLoss
-
-    parameters = retriever.trainable_parameters()
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate_for_student())
-    steps_per_epoch = math.ceil(len(question_ids) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+    batches = ShuffledBatches(
+        lambda epoch: _shuffled(question_ids, config.seed + epoch),
+        config.batch_size,
+        math.ceil(len(question_ids) / config.batch_size),
     )
-    temperature = student_temperature(config, retriever)
-    loss_fn = ARTDistillKLLoss(retriever.module, hidden_size=retriever.embedding_dim, temperature=temperature)
+    settings = LoopSettings(
+        learning_rate=config.learning_rate_for_student(),
+        epochs=config.epochs,
+        max_steps=config.max_steps,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=TORCH_ADAMW_WEIGHT_DECAY,
+        max_grad_norm=config.max_grad_norm,
+        checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
+    )
+    from accelerate import Accelerator
 
-    # carried: seconds the interrupted run had spent in the epoch it resumes (epoch_seconds covers both)
-    step, index, index_step, epoch_seconds, carried, initial_spread = 0, None, None, [], 0.0, None
-    uninformative = 0  # questions left out because their teacher scores all tied
-    checkpoint = resume_checkpoint(output, identity) if resume else None
-    if checkpoint is not None:
-        retriever.load_trainable_state_dict(checkpoint.trainable, where=str(checkpoint.path))
-        optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
-        scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
-        set_rng_state(checkpoint.optimizer_state.get("rng", {}))
-        index = checkpoint.optimizer_state["index"].to(device)
-        cache.load_state(checkpoint.optimizer_state["cache"])
-        step, index_step = checkpoint.step, int(checkpoint.state["index_step"])
-        epoch_seconds = list(checkpoint.state.get("epoch_seconds", []))
-        carried = float(checkpoint.state.get("epoch_elapsed", 0.0))
-        initial_spread = checkpoint.state.get("initial_logit_spread")
-        uninformative = int(checkpoint.state.get("uninformative_questions", 0))
-        logger.info("Resuming ART at step %d (passage index from step %d)", step, index_step)
+    run_loop(step, batches, settings, folder, module=retriever.module, parameters=retriever.trainable_parameters(),
+             identity=identity, accelerator=Accelerator(device_placement=False), resume=resume,
+             desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
+    return folder.output
 
-    def rebuild_index() -> torch.Tensor:
-        return retriever.encode(
-            passages, side=PASSAGE, batch_size=config.encode_batch_size, convert_to_tensor=True,
-            show_progress_bar=False,
-        ).to(device)  # fmt: skip
 
-    def save(at_step: int) -> None:
-        save_checkpoint(
+def _shuffled(ids: list[str], seed: int) -> list[str]:
+    """``ids`` in the order of epoch seed ``seed`` (a function of the seed and the epoch only)."""
+    order = list(ids)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+class _ARTStep(TrainingStep):
+    """One ART step: retrieve the top-K for a batch of questions from the (periodically rebuilt)
+    passage index, score them with the teacher (cached), KL toward the teacher."""
+
+    def __init__(self, retriever, questions, corpus, cache, teacher, config: ARTConfig, output: Path,
+                 dataset_name: str, device, on_step):  # fmt: skip
+        self.retriever, self.questions, self.cache, self.teacher = retriever, questions, cache, teacher
+        self.config, self.output, self.dataset_name, self.device, self.on_step = (
+            config,
             output,
-            at_step,
-            retriever.trainable_state_dict(),
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state(),
-                "index": index.detach().cpu(),
-                "cache": cache.state(),
-            },
-            {
-                "index_step": index_step,
-                "epoch_seconds": epoch_seconds,
-                "epoch_elapsed": time.perf_counter() - started,
-                "initial_logit_spread": initial_spread,
-                "uninformative_questions": uninformative,
-                "run": identity,
-            },
-            keep=config.keep_checkpoints,
+            dataset_name,
+            device,
+            on_step,
+        )
+        self.doc_ids = list(corpus)
+        self.passages = [passage_text(corpus[d]) for d in self.doc_ids]
+        self.temperature = student_temperature(config, retriever)
+        self.index, self.index_step, self.initial_spread, self.last = None, None, None, {}
+        self.uninformative = 0  # questions left out because their teacher scores all tied
+
+    def bind(self, module):
+        from ...losses import ARTDistillKLLoss
+
+        self.loss_fn = ARTDistillKLLoss(
+            module, hidden_size=self.retriever.embedding_dim, temperature=self.temperature
         )
 
-    progress = tqdm(
-        total=total_steps, initial=step, desc=f"ART {config.student}", disable=not show_progress_bar
-    )
-    retriever.module.train()
-    started = time.perf_counter() - carried
-    while step < total_steps:
-        epoch, position = divmod(step, steps_per_epoch)
-        order = list(question_ids)
-        random.Random(config.seed + epoch).shuffle(order)  # each epoch's order: a function of (seed, epoch)
-        batch_ids = order[position * config.batch_size : (position + 1) * config.batch_size]
-        if index is None or (step % config.refresh_every == 0 and index_step != step):
-            index, index_step = rebuild_index(), step
+    def loss(self, batch_ids, step):
+        config, retriever = self.config, self.retriever
+        if self.index is None or (step % config.refresh_every == 0 and self.index_step != step):
+            self.index = retriever.encode(
+                self.passages, side=PASSAGE, batch_size=config.encode_batch_size, convert_to_tensor=True,
+                show_progress_bar=False,
+            ).to(self.device)  # fmt: skip
+            self.index_step = step
             logger.info("Rebuilt the passage index at step %d", step)
         with torch.no_grad():
-            q = retriever.encode([questions[q] for q in batch_ids], side=QUERY, convert_to_tensor=True).to(
-                device
-            )
-            values, top = (q @ index.T).topk(config.top_k, dim=1)
+            q = retriever.encode([self.questions[q] for q in batch_ids], side=QUERY, convert_to_tensor=True)
+            values, top = (q.to(self.device) @ self.index.T).topk(config.top_k, dim=1)
             top = top.cpu().tolist()
-        if initial_spread is None:
-            initial_spread = logit_spread(values / temperature)
+        if self.initial_spread is None:
+            self.initial_spread = logit_spread(values / self.temperature)
             logger.info(
                 "Student logits over the top-%d at the start (dot / %.3g): spread %.3f, top probability "
-                "%.3f (uniform: %.3f)", config.top_k, temperature, initial_spread["spread"],
-                initial_spread["top_probability"], 1 / config.top_k,
+                "%.3f (uniform: %.3f)", config.top_k, self.temperature, self.initial_spread["spread"],
+                self.initial_spread["top_probability"], 1 / config.top_k,
             )  # fmt: skip
-        retrieved = [[doc_ids[i] for i in row] for row in top]
-        teacher_scores = cache.get(batch_ids, retrieved)
+        retrieved = [[self.doc_ids[i] for i in row] for row in top]
+        self.last = {"question_ids": batch_ids, "passage_ids": retrieved, "index_step": self.index_step}
+        teacher_scores = self.cache.get(batch_ids, retrieved)
         # A question whose teacher scores its K passages all alike carries no relevance signal, and KL
         # toward a uniform teacher would only flatten the student: such rows are left out. An LM teacher
         # never ties; the qrels oracle does when no judged passage was retrieved.
         informative = [row for row, scores in enumerate(teacher_scores) if scores.max() - scores.min() > TIED]
-        uninformative += len(batch_ids) - len(informative)
-        value = float("nan")
-        if informative:
-            features = [
-                retriever.tokenize([questions[batch_ids[row]] for row in informative]),
-                retriever.tokenize([passages[i] for row in informative for i in top[row]]),
-            ]
-            loss = loss_fn(features, teacher_scores[informative])
-            loss.backward()
-            if config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-            optimizer.step()
-            value = float(loss.detach())
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        progress.update(1)
-        progress.set_postfix(loss=f"{value:.4f}", scored=cache.scored_pairs)
-        if on_step is not None:
-            on_step({"step": step, "loss": value, "question_ids": batch_ids, "passage_ids": retrieved,
-                     "index_step": index_step})  # fmt: skip
-        if step % steps_per_epoch == 0:
-            epoch_seconds.append(round(time.perf_counter() - started, 2))
-            started = time.perf_counter()
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
-            save(step)
-    progress.close()
-    retriever.module.eval()
-    described = teacher_record(teacher)
-    record = {
-        "method": "art",
-        "dataset": dataset_name,
-        "questions": len(question_ids),
-        **config.to_dict(),
-        # the teacher that actually scored the pairs (config.teacher names only the default one)
-        "teacher": described["name"],
-        "teacher_kind": described["kind"],
-        "teacher_details": described,
-        "student_temperature": temperature,
-        "initial_logit_spread": initial_spread,
-        "uninformative_questions": uninformative,
-        "learning_rate": config.learning_rate_for_student(),
-        "steps": step,
-        "steps_per_epoch": steps_per_epoch,
-        "teacher_pairs_scored": len(cache.scores),
-        "epoch_seconds": epoch_seconds,
-    }
-    save_retriever(retriever, output, training=record)
-    shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
-    return output
+        self.uninformative += len(batch_ids) - len(informative)
+        if not informative:
+            return None
+        features = [
+            retriever.tokenize([self.questions[batch_ids[row]] for row in informative]),
+            retriever.tokenize([self.passages[i] for row in informative for i in top[row]]),
+        ]
+        return self.loss_fn(features, teacher_scores[informative])
+
+    def after_step(self, step, loss):
+        if self.on_step is not None:
+            self.on_step({"step": step, "loss": loss, **self.last})
+
+    def progress(self):
+        return {"scored": self.cache.scored_pairs}
+
+    def trainable_state(self):
+        return self.retriever.trainable_state_dict()
+
+    def load_trainable_state(self, state, where):
+        self.retriever.load_trainable_state_dict(state, where=where)
+
+    def checkpoint_extras(self):
+        tensors = {"index": self.index.detach().cpu(), "cache": self.cache.state()}
+        return tensors, {"index_step": self.index_step, "initial_logit_spread": self.initial_spread,
+                         "uninformative_questions": self.uninformative}  # fmt: skip
+
+    def load_checkpoint_extras(self, saved, state):
+        self.index = saved["index"].to(self.device)
+        self.cache.load_state(saved["cache"])
+        self.index_step = int(state["index_step"])
+        self.initial_spread = state.get("initial_logit_spread")
+        self.uninformative = int(state.get("uninformative_questions", 0))
+        logger.info("ART's passage index from step %d", self.index_step)
+
+    def save(self, result: LoopResult):
+        described = teacher_record(self.teacher)
+        record = {
+            "method": "art",
+            "dataset": self.dataset_name,
+            "questions": len(self.questions),
+            **self.config.to_dict(),
+            # the teacher that actually scored the pairs (config.teacher names only the default one)
+            "teacher": described["name"],
+            "teacher_kind": described["kind"],
+            "teacher_details": described,
+            "student_temperature": self.temperature,
+            "initial_logit_spread": self.initial_spread,
+            "uninformative_questions": self.uninformative,
+            "learning_rate": self.config.learning_rate_for_student(),
+            "steps": result.steps,
+            "steps_per_epoch": result.steps_per_epoch,
+            "teacher_pairs_scored": len(self.cache.scores),
+            # complete epochs only, as ART has always recorded them
+            "epoch_seconds": result.epoch_seconds[: result.steps // result.steps_per_epoch],
+        }
+        save_retriever(self.retriever, self.output, training=record)
 
 
 def logit_spread(logits: torch.Tensor) -> dict[str, float]:

@@ -17,27 +17,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ...encoders.backbone import hf_model, load_backbone, resolve_backbone
 from ...errors import ArtifactError, ConfigError, DatasetError
 from ...io import atomic_directory, save_safetensors_atomic, write_json_atomic
-from ...training.checkpoints import (
-    check_same_settings,
-    resume_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+from ...training.loop import (
+    TORCH_ADAMW_WEIGHT_DECAY,
+    LoopResult,
+    LoopSettings,
+    ShuffledBatches,
+    TrainingStep,
+    run_loop,
 )
+from ...training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -136,19 +135,15 @@ def train_dam(
     A finished ``output`` (with ``dam.json``) made with the same settings is returned as is (one
     made with others is refused); checkpoints in ``output.run/checkpoints/`` resume a killed run.
     """
-    from transformers import get_linear_schedule_with_warmup
-
     config = config or DAMConfig()
-    output = Path(output)
+    folder = RunFolder(Path(output), trained_with=read_dam, record=DAM_FILE, holds_model=is_dam, beside=True,
+                       what="DAM")  # fmt: skip
     texts = [t for t in texts if t.strip()]
     identity = {"init": init, "corpus": corpus_name, "texts": len(texts), **dataclasses.asdict(config)}
     identity.pop("device")
-    if is_dam(output):  # the same settings check as for a run that resumes from a checkpoint
-        check_same_settings(output / DAM_FILE, read_dam(output), identity)
-        logger.info("%s is a finished DAM", output)
-        return output
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise ConfigError(f"{output}: exists and is not a DAM folder; choose a new output folder")
+    folder.check(resume=True)
+    if folder.finished(identity):  # the same settings check as for a run that resumes from a checkpoint
+        return folder.output
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -159,62 +154,62 @@ def train_dam(
     tokenizer = pipeline.tokenizer
     max_len = config.max_seq_length or pipeline.max_seq_length
     encoded = tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
-    collator = masking_collator(tokenizer, config.mlm_probability)
-
-    optimizer = torch.optim.AdamW(mlm.parameters(), lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * config.steps), config.steps
-    )
-    run_dir = output.with_name(output.name + ".run")
-    step = 0
-    checkpoint = resume_checkpoint(run_dir, identity)  # refuses a run made with other settings
-    if checkpoint is not None:
-        mlm.load_state_dict(checkpoint.trainable, strict=False)
-        mlm.tie_weights()
-        optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
-        scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
-        set_rng_state(checkpoint.optimizer_state.get("rng", {}))
-        step = checkpoint.step
-        logger.info("Resuming the DAM at step %d", step)
-
-    per_epoch = max(1, len(encoded) // config.batch_size)
-    mlm.train()
-    progress = tqdm(
-        total=config.steps, initial=step, desc=f"DAM (MLM) on {corpus_name}", disable=not show_progress_bar
-    )
-    while step < config.steps:
-        epoch, position = divmod(step, per_epoch)
-        order = torch.randperm(
+    step = _MLMStep(mlm, pipeline, encoded, masking_collator(tokenizer, config.mlm_probability), device,
+                    folder.output, identity)  # fmt: skip
+    batches = ShuffledBatches(
+        lambda epoch: torch.randperm(
             len(encoded), generator=torch.Generator().manual_seed(config.seed + epoch)
-        ).tolist()
-        rows = order[position * config.batch_size : (position + 1) * config.batch_size]
-        batch = collator([{"input_ids": encoded[i]} for i in rows])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss = mlm(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(mlm.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        progress.update(1)
-        progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(run_dir, step, _trained_state(mlm),
-                            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-                            {"run": identity}, keep=1)  # fmt: skip
-    progress.close()
-    mlm.eval()
-    encoder = hf_model(pipeline)
-    missing, _ = encoder.load_state_dict(mlm.base_model.state_dict(), strict=False)
-    if [k for k in missing if not k.startswith("pooler.")]:
-        raise ArtifactError(f"cannot copy the trained encoder back: missing {missing}")
-    with atomic_directory(output) as folder:
-        pipeline.save(str(folder))
-        save_safetensors_atomic(_head_state(mlm.cpu()), folder / HEAD_FILE)
-        write_json_atomic(folder / DAM_FILE, {**identity, "steps_done": step, "kind": "ddr-dam"})
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return output
+        ).tolist(),
+        config.batch_size,
+        max(1, len(encoded) // config.batch_size),
+    )
+    settings = LoopSettings(
+        learning_rate=config.learning_rate,
+        epochs=None,
+        max_steps=config.steps,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=TORCH_ADAMW_WEIGHT_DECAY,
+        max_grad_norm=1.0,
+        checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=1,
+    )
+    from accelerate import Accelerator
+
+    run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
+             accelerator=Accelerator(device_placement=False), resume=True, desc=f"DAM (MLM) on {corpus_name}",
+             show_progress_bar=show_progress_bar)  # fmt: skip
+    return folder.output
+
+
+class _MLMStep(TrainingStep):
+    """One masked-LM step on a batch of tokenised texts; the finished DAM copies the encoder back."""
+
+    def __init__(self, mlm, pipeline, encoded, collator, device, output: Path, identity):
+        self.mlm, self.pipeline, self.encoded, self.collator = mlm, pipeline, encoded, collator
+        self.device, self.output, self.identity = device, output, identity
+
+    def loss(self, rows, step):
+        batch = self.collator([{"input_ids": self.encoded[i]} for i in rows])
+        return self.mlm(**{k: v.to(self.device) for k, v in batch.items()}).loss
+
+    def trainable_state(self):
+        return _trained_state(self.mlm)
+
+    def load_trainable_state(self, state, where):
+        self.mlm.load_state_dict(state, strict=False)
+        self.mlm.tie_weights()
+
+    def save(self, result: LoopResult):
+        encoder = hf_model(self.pipeline)
+        missing, _ = encoder.load_state_dict(self.mlm.base_model.state_dict(), strict=False)
+        if [k for k in missing if not k.startswith("pooler.")]:
+            raise ArtifactError(f"cannot copy the trained encoder back: missing {missing}")
+        with atomic_directory(self.output) as folder:
+            self.pipeline.save(str(folder))
+            save_safetensors_atomic(_head_state(self.mlm.cpu()), folder / HEAD_FILE)
+            write_json_atomic(
+                folder / DAM_FILE, {**self.identity, "steps_done": result.steps, "kind": "ddr-dam"}
+            )
 
 
 def read_dam(path: str | os.PathLike) -> dict[str, Any]:

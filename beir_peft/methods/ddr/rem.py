@@ -23,7 +23,9 @@ from typing import Any
 from ...artifacts import read_config, save_retriever
 from ...data import BeirDataset, passage_text
 from ...errors import DatasetError
-from ..supervised import TrainingConfig, check_output_folder, fit, train
+from ...training.config import TrainingConfig
+from ...training.pairs import fit, pair_run_folder
+from ..supervised import train
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def train_rem(
                      show_progress_bar=show_progress_bar)  # fmt: skip
     from ...losses import DualEncoderMarginMSELoss
 
-    check_output_folder(output, resume, overwrite)
+    pair_run_folder(output).check(resume, overwrite)
     rows = _margin_rows(Path(margins_file), dataset)
     texts = {
         "query": dataset.queries.__getitem__,

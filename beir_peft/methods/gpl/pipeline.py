@@ -304,9 +304,9 @@ def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool
             (output / name).unlink(missing_ok=True)
         for name in (TSDAE_DIR, f"{QUERIES_FILE}.parts", f"{TRAINING_FILE}.parts"):
             shutil.rmtree(output / name, ignore_errors=True)
-        from ..supervised import clear_run
+        from ...training.pairs import pair_run_folder
 
-        clear_run(output)
+        pair_run_folder(output).clear()
     elif path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         # folders written before the teacher was recorded were labelled by their cross-encoder
@@ -462,7 +462,8 @@ def _train(
 ) -> Path:  # fmt: skip
     from ...losses import DualEncoderMarginMSELoss
     from ...models.tuned import build_retriever
-    from ..supervised import TrainingConfig, fit
+    from ...training.config import TrainingConfig
+    from ...training.pairs import fit
 
     # dot: raw pooled vectors (the backbone's final Normalize dropped), saved as a dot-product model
     retriever = build_retriever(

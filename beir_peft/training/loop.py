@@ -1,0 +1,325 @@
+"""The one training loop: AdamW with a linear warm-up and decay, on ``accelerate``, resumed exactly.
+
+Every method gives it only its own step (a :class:`TrainingStep`: the loss of one batch, its trained
+tensors, and whatever else its checkpoints must hold) and its batches (:class:`EpochBatches`). The
+loop owns the rest: the optimizer and schedule, gradient clipping, the checkpoint rule, exact resume
+(the trained tensors, optimizer, scheduler and RNG states, the epoch and the batches done in it, the
+seconds spent), the epoch clock, the final save and the clean-up of the checkpoints.
+
+The checkpoint rule: a checkpoint every ``checkpoint_every`` steps (none after the last step: the
+final folder supersedes it); one taken at the end of an epoch records the next epoch at batch 0;
+with ``checkpoint_epochs`` every epoch's end is also checkpointed. Each epoch's batch order is a
+function of the seed and the epoch, so a resumed run sees the same batches, and the RNG state
+(dropout, masking) is restored: resumed runs end with the same weights as uninterrupted ones.
+
+Runs in one process (tested on the CPU; a GPU when one is visible). Multi-process training is not
+supported yet: in-batch negatives would not be gathered across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from .checkpoints import Checkpoint, rng_state, set_rng_state
+from .run_folder import RunFolder
+
+logger = logging.getLogger(__name__)
+
+#: torch's AdamW default weight decay, which ART and DDR's DAM have always trained with
+TORCH_ADAMW_WEIGHT_DECAY = 0.01
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the loop steps.
+
+    Attributes:
+        learning_rate: AdamW's peak learning rate.
+        epochs: passes over the batches (``None``: as many as ``max_steps`` needs).
+        max_steps: stop after this many optimizer steps (``None``: ``epochs`` full passes).
+        warmup_ratio: linear warm-up over this fraction of the steps, then linear decay to 0.
+        weight_decay: AdamW weight decay.
+        max_grad_norm: gradient clipping (0 or ``None``: none).
+        checkpoint_every: steps between checkpoints (0: none).
+        keep_checkpoints: how many checkpoints to keep.
+        checkpoint_epochs: also checkpoint at the end of every epoch.
+    """
+
+    learning_rate: float
+    epochs: int | None
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = None
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    checkpoint_epochs: bool = False
+
+    def __post_init__(self):
+        if self.epochs is None and self.max_steps is None:
+            raise ConfigError("a training loop needs epochs or max_steps")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: ``epochs`` passes, cut at ``max_steps``."""
+        passes = None if self.epochs is None else self.epochs * steps_per_epoch
+        return min(n for n in (passes, self.max_steps) if n is not None)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What the loop did: steps taken, the schedule's length and each epoch's seconds (the last
+    one possibly partial)."""
+
+    steps: int
+    steps_per_epoch: int
+    total_steps: int
+    processes: int
+    epoch_seconds: list[float]
+
+
+class TrainingStep:
+    """A method's part of the loop: subclasses implement :meth:`loss`, the trained state and :meth:`save`."""
+
+    def bind(self, module: torch.nn.Module) -> None:
+        """Called once, with the prepared module in train mode, before the first step (build the
+        loss around it here)."""
+
+    def loss(self, batch: Any, step: int) -> torch.Tensor | None:
+        """The loss of ``batch`` at ``step`` (0-based); ``None``: nothing to learn from it (the
+        optimizer does not step; the schedule does)."""
+        raise NotImplementedError
+
+    def after_step(self, step: int, loss: float) -> None:
+        """Called after optimizer step number ``step`` (1-based) with its loss."""
+
+    def progress(self) -> dict[str, Any]:
+        """Extra fields of the progress bar."""
+        return {}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The trained tensors a checkpoint holds."""
+        raise NotImplementedError
+
+    def load_trainable_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        raise NotImplementedError
+
+    def checkpoint_extras(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What else a checkpoint holds: tensors (saved with the optimizer) and JSON state."""
+        return {}, {}
+
+    def load_checkpoint_extras(self, saved: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+        """Restore :meth:`checkpoint_extras` from a checkpoint's optimizer file and ``state.json``."""
+
+    def save(self, result: LoopResult) -> None:
+        """Write the finished model (main process only)."""
+        raise NotImplementedError
+
+
+class EpochBatches(Protocol):
+    """The batches of each epoch; ``steps_per_epoch`` of them (a no-duplicates sampler may yield more)."""
+
+    steps_per_epoch: int
+
+    def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
+        """Epoch ``epoch``'s batches after its first ``skip``."""
+        ...
+
+
+class ShuffledBatches:
+    """``steps_per_epoch`` slices of ``batch_size`` of the order ``order_of(epoch)`` (a function of
+    the seed and the epoch only)."""
+
+    def __init__(self, order_of: Callable[[int], list[Any]], batch_size: int, steps_per_epoch: int):
+        self.order_of, self.batch_size, self.steps_per_epoch = order_of, batch_size, steps_per_epoch
+
+    def epoch(self, epoch: int, skip: int) -> Iterable[list[Any]]:
+        order = self.order_of(epoch)
+        for position in range(skip, self.steps_per_epoch):
+            yield order[position * self.batch_size : (position + 1) * self.batch_size]
+
+
+class LoaderBatches:
+    """A prepared DataLoader's batches, over ``accelerator.num_processes`` processes."""
+
+    def __init__(self, accelerator: Any, loader: Any, sampler: Any):
+        self.accelerator, self.loader, self.sampler = accelerator, loader, sampler
+        self.steps_per_epoch = math.ceil(len(sampler) / accelerator.num_processes)
+
+    def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
+        batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+        # accelerate's loader re-sets its sampler's epoch from its own counter, which restarts at 0
+        # in a resumed process: set it, so the batch order is a function of (seed, epoch) only.
+        batches.set_epoch(epoch)
+        # the skipping loader wraps the sampler and does not pass the epoch on
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        return batches
+
+
+def run_loop(
+    method: TrainingStep,
+    batches: EpochBatches,
+    settings: LoopSettings,
+    folder: RunFolder,
+    *,
+    module: torch.nn.Module,
+    parameters: list[torch.nn.Parameter],
+    identity: Mapping[str, Any],
+    normalize_identity: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    accelerator: Any = None,
+    resume: bool = False,
+    desc: str = "train",
+    show_progress_bar: bool = True,
+) -> LoopResult:
+    """Train ``parameters`` of ``module`` with ``method``'s loss over ``batches``; returns what it did.
+
+    ``identity`` is what a resumed run must share with the interrupted one (recorded in every
+    checkpoint; an older checkpoint's record is passed through ``normalize_identity``). With
+    ``resume`` the loop continues from ``folder``'s newest checkpoint. At the end (main process)
+    ``method.save`` writes the finished model and the checkpoints are removed.
+    """
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    accelerator = accelerator or Accelerator()
+    checkpoint = folder.resume_checkpoint(identity, normalize_identity) if resume else None
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    # Each process takes every num_processes-th batch; accelerate's scheduler wrapper then steps
+    # num_processes times per optimizer step, so the schedule is laid out over all processes' steps.
+    processes = accelerator.num_processes
+    steps_per_epoch = batches.steps_per_epoch
+    total_steps = settings.total_steps(steps_per_epoch)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(settings.warmup_ratio * total_steps) * processes, total_steps * processes
+    )
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    at = (
+        _Position()
+        if checkpoint is None
+        else _restore(checkpoint, method, optimizer, scheduler, steps_per_epoch)
+    )
+
+    def checkpoint_now(epoch: int, batches_done: int, elapsed: float) -> None:
+        if not accelerator.is_main_process:
+            return
+        tensors, extra = method.checkpoint_extras()
+        folder.save_checkpoint(
+            at.step,
+            method.trainable_state(),
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), **tensors},
+            {"epoch": epoch, "batches_done": batches_done, "epoch_seconds": at.epoch_times, "epoch_elapsed": elapsed,
+             **extra, "run": dict(identity)},
+            keep=settings.keep_checkpoints,
+        )  # fmt: skip
+
+    progress = tqdm(total=total_steps, initial=at.step, desc=desc,
+                    disable=not show_progress_bar or not accelerator.is_main_process)  # fmt: skip
+    every = settings.checkpoint_every
+    module.train()
+    method.bind(module)
+    while at.step < total_steps and (settings.epochs is None or at.epoch < settings.epochs):
+        started, at.carried = time.perf_counter() - at.carried, 0.0
+        for batch in batches.epoch(at.epoch, at.done_in_epoch):
+            loss = method.loss(batch, at.step)
+            value = float("nan")
+            if loss is not None:
+                accelerator.backward(loss)
+                if settings.max_grad_norm:
+                    accelerator.clip_grad_norm_(parameters, settings.max_grad_norm)
+                optimizer.step()
+                value = float(loss.detach())
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            at.step, at.done_in_epoch = at.step + 1, at.done_in_epoch + 1
+            progress.update(1)
+            progress.set_postfix(
+                loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", **method.progress()
+            )
+            method.after_step(at.step, value)
+            epoch_done = at.done_in_epoch >= steps_per_epoch
+            if every and at.step % every == 0 and at.step < total_steps and not epoch_done:
+                checkpoint_now(at.epoch, at.done_in_epoch, time.perf_counter() - started)
+            if at.step >= total_steps:
+                break
+        at.epoch_times.append(time.perf_counter() - started)
+        at.epoch, at.done_in_epoch = at.epoch + 1, 0
+        if at.step < total_steps and every and (settings.checkpoint_epochs or at.step % every == 0):
+            checkpoint_now(at.epoch, 0, 0.0)
+    progress.close()
+    module.eval()
+
+    result = LoopResult(
+        at.step, steps_per_epoch, total_steps, processes, [round(t, 2) for t in at.epoch_times]
+    )
+    if accelerator.is_main_process:
+        method.save(result)
+        folder.clean_up()
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _restore(
+    checkpoint: Checkpoint, method: TrainingStep, optimizer, scheduler, steps_per_epoch: int
+) -> _Position:
+    """Put back what ``checkpoint`` holds (the trained tensors, optimizer, scheduler, RNG state and the
+    method's extras); returns where the interrupted run stood."""
+    method.load_trainable_state(checkpoint.trainable, where=str(checkpoint.path))
+    optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
+    scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
+    set_rng_state(checkpoint.optimizer_state.get("rng", {}))
+    method.load_checkpoint_extras(checkpoint.optimizer_state, checkpoint.state)
+    at = _Position.of(checkpoint, steps_per_epoch)
+    logger.info(
+        "Resuming %s at step %d (epoch %d, batch %d)",
+        checkpoint.path,
+        at.step,
+        at.epoch + 1,
+        at.done_in_epoch,
+    )
+    return at
+
+
+@dataclass
+class _Position:
+    """Where a run stands: steps taken, the epoch and the batches done in it, each epoch's seconds
+    so far, and (``carried``, on resume) the seconds the interrupted run had spent in the epoch it
+    resumes (``epoch_seconds`` covers both segments)."""
+
+    step: int = 0
+    epoch: int = 0
+    done_in_epoch: int = 0
+    epoch_times: list[float] = field(default_factory=list)
+    carried: float = 0.0
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint, steps_per_epoch: int) -> _Position:
+        state, step = checkpoint.state, checkpoint.step
+        # checkpoints of ART and the DAM from before the one loop: fixed-length epochs, no position
+        return cls(
+            step=step,
+            epoch=int(state["epoch"]) if "epoch" in state else step // steps_per_epoch,
+            done_in_epoch=int(state["batches_done"]) if "batches_done" in state else step % steps_per_epoch,
+            epoch_times=list(state.get("epoch_seconds", [])),
+            carried=float(state.get("epoch_elapsed", 0.0)),
+        )
+
+
+__all__ = [
+    "EpochBatches",
+    "LoaderBatches",
+    "LoopResult",
+    "LoopSettings",
+    "ShuffledBatches",
+    "TORCH_ADAMW_WEIGHT_DECAY",
+    "TrainingStep",
+    "run_loop",
+]

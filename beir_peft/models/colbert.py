@@ -49,9 +49,7 @@ from torch import nn
 
 from ..encoders.backbone import (
     DEFAULT_BACKBONE,
-    backbone_fingerprint,
     backbone_reference,
-    check_fingerprint,
     hf_model,
     load_backbone,
 )
@@ -148,10 +146,7 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         self.config = config
         self.method = config.method
         self.model = model  # the sentence-transformers pipeline (tokenizer, fingerprint)
-        if config.backbone_fingerprint is None:
-            config.backbone_fingerprint = backbone_fingerprint(model)
-        else:
-            check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
+        config.pin_backbone(model)
         self.encoder = hf_model(model)
         check_backbone_shareable(self.encoder, config.method)
         self.tokenizer = model.tokenizer

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..encoders.backbone import DEFAULT_BACKBONE
+from ..encoders.backbone import DEFAULT_BACKBONE, backbone_fingerprint, check_backbone_fingerprint
 from ..errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,14 @@ class RetrieverConfig(metaclass=_ByMethod):
         """
         family, own = cls.family_field_names(), cls.field_names()
         return {k: v for k, v in fields.items() if k in own or k not in family}
+
+    def pin_backbone(self, model) -> None:
+        """Record the backbone fingerprint of ``model`` (a sentence-transformers pipeline) in a new
+        config; refuse a ``model`` other than the one a loaded config records (:class:`ArtifactError`)."""
+        if self.backbone_fingerprint is None:
+            self.backbone_fingerprint = backbone_fingerprint(model)
+        else:
+            check_backbone_fingerprint(model, self.backbone_fingerprint, where=self.backbone)
 
     # ------------------------------------------------------------------ checks
     def __post_init__(self):

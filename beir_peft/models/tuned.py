@@ -26,9 +26,7 @@ from torch import nn
 
 from ..encoders.backbone import (
     DEFAULT_BACKBONE,
-    backbone_fingerprint,
     backbone_reference,
-    check_fingerprint,
     hf_model,
     load_backbone,
     pooling_mode,
@@ -80,10 +78,7 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
         super().__init__(model, score_function=config.score_function, max_seq_length=config.max_seq_length)
         self.config = config
         self.method = config.method
-        if config.backbone_fingerprint is None:
-            config.backbone_fingerprint = backbone_fingerprint(model)
-        else:
-            check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
+        config.pin_backbone(model)
         self.prompts = nn.ModuleDict()
         self._host: DeepPromptHost | InputPromptHost | None = None
         # the passage side's own copy of the backbone, made before anything is attached to it

@@ -248,6 +248,7 @@ class DualPromptConfig(TunedConfig):
 
     @classmethod
     def own_fields(cls, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`RetrieverConfig.own_fields`; ``separate_encoders`` is refused, not dropped."""
         if fields.get("separate_encoders"):
             raise ConfigError(
                 f"separate_encoders is for weight methods (ft, bitfit, lora); {fields.get('method')} already "

@@ -39,7 +39,7 @@ from .artifacts import FOLDER_METADATA, WEIGHTS_NAME, read_config, read_weights
 from .data import passage_text
 from .encoders.backbone import (
     DEFAULT_BACKBONE,
-    check_fingerprint,
+    check_backbone_fingerprint,
     hf_model,
     load_backbone,
     retriever_pipeline,
@@ -388,7 +388,7 @@ def load_domains(
                 f"{path}: a {method} retriever cannot be served on a shared backbone "
                 f"(servable: {', '.join(SERVABLE_METHODS)}, or None for the plain backbone)"
             )
-        check_fingerprint(backbone, config.get("backbone_fingerprint"), where=path)
+        check_backbone_fingerprint(backbone, config.get("backbone_fingerprint"), where=path)
     encoder = hf_model(backbone)
     domains: dict[str, Domain] = {}
     for name in mapping:

@@ -163,8 +163,10 @@ def hf_model(model: SentenceTransformer):
 def backbone_fingerprint(model: SentenceTransformer) -> str:
     """A short hash of the encoder's geometry and its word embeddings.
 
-    Saved with every adapter so that loading it onto a different backbone (same shapes, other
-    weights) is refused instead of silently producing garbage.
+    Saved with every adapter (``config.json``'s ``backbone_fingerprint``) so that loading it onto a
+    different backbone (same shapes, other weights) is refused instead of silently producing
+    garbage. Not a retriever's ``fingerprint()`` (:mod:`beir_peft.models.fingerprint`), which
+    digests every weight and setting and keys saved indexes.
     """
     encoder = hf_model(model)
     config = encoder.config
@@ -178,7 +180,8 @@ def backbone_fingerprint(model: SentenceTransformer) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_fingerprint(model: SentenceTransformer, expected: str | None, where: Path | str) -> None:
+def check_backbone_fingerprint(model: SentenceTransformer, expected: str | None, where: Path | str) -> None:
+    """Refuse ``model`` unless its :func:`backbone_fingerprint` is ``expected`` (``None``: nothing to check)."""
     if expected is None:
         return
     actual = backbone_fingerprint(model)

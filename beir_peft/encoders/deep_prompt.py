@@ -374,6 +374,33 @@ def text_activations(
     return keys[:, :, 1 : length + 1].cpu(), values[:, :, 1 : length + 1].cpu()
 
 
+def new_deep_prompts(
+    host: DeepPromptHost,
+    count: int,
+    tokenizer,
+    *,
+    init: str = "random",
+    init_text: str | None = None,
+    max_positions: int = 512,
+    **options: Any,
+) -> list[DeepPrompt]:
+    """``count`` :class:`DeepPrompt` s for ``host``'s backbone (``options``: their ``length``,
+    ``dropout``, ``projection``, ``projection_hidden``, ``gate``, ``init_std``).
+
+    ``init="text"`` (without ``projection``) starts each from the backbone's keys/values of
+    ``init_text`` (default :func:`default_init_text`; see :func:`text_activations`), computed once;
+    ``"random"`` keeps N(0, ``init_std``).
+    """
+    prompts = [host.new_prompt(**options) for _ in range(count)]
+    if init == "text" and not options.get("projection", False):
+        keys, values = text_activations(
+            host, tokenizer, init_text or default_init_text(), prompts[0].length, max_positions
+        )
+        for prompt in prompts:
+            prompt.init_from_activations(keys, values)
+    return prompts
+
+
 def default_init_text() -> str:
     """Neutral English text used when no domain text is given to initialise a prefix from."""
     return (
@@ -389,5 +416,6 @@ __all__ = [
     "SUPPORTED_ENCODERS",
     "attention_modules",
     "default_init_text",
+    "new_deep_prompts",
     "text_activations",
 ]

@@ -28,7 +28,9 @@ from sentence_transformers.util import pairwise_cos_sim, pairwise_dot_score
 from ..errors import ConfigError
 from ..models.base import PASSAGE, QUERY
 
-SIMILARITIES = {"dot": pairwise_dot_score, "cosine": pairwise_cos_sim}
+#: similarity name -> its pairwise score of two (batch, dim) embedding matrices
+SIMILARITY_FUNCTIONS = {"dot": pairwise_dot_score, "cosine": pairwise_cos_sim}
+SIMILARITIES = tuple(SIMILARITY_FUNCTIONS)
 
 
 class DualEncoderMarginMSELoss(MarginMSELoss):
@@ -49,7 +51,7 @@ class DualEncoderMarginMSELoss(MarginMSELoss):
     ):
         if similarity not in SIMILARITIES:
             raise ConfigError(f"similarity must be one of {sorted(SIMILARITIES)}, got {similarity!r}")
-        super().__init__(model, similarity_fct=SIMILARITIES[similarity])
+        super().__init__(model, similarity_fct=SIMILARITY_FUNCTIONS[similarity])
         self.similarity = similarity
 
     def forward(

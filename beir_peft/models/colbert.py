@@ -39,11 +39,9 @@ Two details that are options because the sources differ:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import string
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -52,75 +50,26 @@ from torch import nn
 from ..data import passage_text
 from ..encoders.backbone import (
     DEFAULT_BACKBONE,
-    backbone_fingerprint,
-    check_fingerprint,
+    backbone_reference,
     hf_model,
     load_backbone,
 )
-from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text, text_activations
+from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, new_deep_prompts
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
 from ..scores import maxsim
 from .base import PASSAGE, QUERY, SIDES, inference_mode
+from .configs import ColBERTConfig, PT2ColBERTConfig, config_from_options
 from .fingerprint import VectorFingerprintMixin
-from .trainable import ConfigDictMixin, TrainableStateMixin
+from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
 COLBERT_METHODS = ("pt2-colbert", "colbert-ft")
-SIMILARITIES = ("cosine",)
 #: word-boundary markers of BPE / sentencepiece vocabularies, stripped before the punctuation test
 _BOUNDARY_MARKERS = "\u0120\u2581"  # "Ġ" (GPT-2 / RoBERTa BPE), "▁" (sentencepiece)
 
 
-@dataclass
-class ColBERTConfig(ConfigDictMixin):
-    """Everything needed to rebuild a ColBERT retriever on its backbone (saved as ``config.json``).
-
-    Defaults follow the paper's appendix B.2 (32 query vectors, 300 document vectors, dimension 128,
-    prefix length 64 as in the evaluated checkpoint) and ColBERT's tokenisation; the prefix options
-    are PT2-DPR's, including beir_peft's zero-initialised gate and text initialisation (see
-    docs/pt2_dpr.md). Prefix options are ignored by ``colbert-ft``.
-    """
-
-    method: str = "pt2-colbert"
-    backbone: str = DEFAULT_BACKBONE
-    dim: int = 128  # paper: 128
-    query_maxlen: int = 32  # paper: 32 query embeddings
-    doc_maxlen: int = 300  # paper: 300 (Thakur et al. 2021); capped at the backbone's positions
-    query_marker: str | None = "[unused0]"  # ColBERT's [Q]
-    doc_marker: str | None = "[unused1]"  # ColBERT's [D]
-    mask_punctuation: bool = True  # ColBERT: punctuation tokens are not document vectors
-    query_augmentation: bool = True  # ColBERT: pad queries with [MASK] to query_maxlen
-    attend_to_mask_tokens: bool = False  # ColBERT v1 / PT-Retrieval: False; ColBERTv2 option: True
-    similarity: str = "cosine"  # L2-normalised token vectors
-    # --- the deep prefix (pt2-colbert), as in PT2-DPR
-    prefix_length: int = 64  # paper: 64 (the evaluated checkpoint; the code's script: 180)
-    prefix_dropout: float = 0.1  # paper: 0.1
-    projection: bool = False  # prefix-tuning's reparameterisation MLP; P-Tuning v2: off
-    projection_hidden: int = 512
-    gate: bool = True  # zero-initialised gate (beir_peft's recipe); paper: no gate
-    init: str = "text"  # "text": backbone's own keys/values of real text; "random": N(0, init_std)
-    init_std: float = 1.0
-    init_text: str | None = None
-    shift_positions: bool = False  # the authors' code does not shift
-    # --- identity of the backbone the weights belong to (filled in when built)
-    backbone_fingerprint: str | None = None
-
-    def __post_init__(self):
-        if self.method not in COLBERT_METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(COLBERT_METHODS)}")
-        if self.similarity not in SIMILARITIES:
-            raise ConfigError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
-        if self.init not in ("text", "random"):
-            raise ConfigError(f"init must be 'text' or 'random', got {self.init!r}")
-        if self.dim < 1:
-            raise ConfigError(f"dim must be >= 1, got {self.dim}")
-        if self.query_maxlen < 4 or self.doc_maxlen < 4:
-            raise ConfigError(
-                f"query_maxlen and doc_maxlen must be >= 4 (CLS, marker, a token, SEP), got "
-                f"{self.query_maxlen} and {self.doc_maxlen}"
-            )
 
 
 class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
@@ -163,7 +112,9 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         **options,
     ):
         if config is None:
-            config = _config(backbone, options)
+            config = config_from_options(
+                ColBERTConfig, "PT2ColBERT", options, backbone=backbone_reference(backbone)
+            )
         elif options:
             raise ConfigError("pass either config or options, not both")
         model = (
@@ -172,10 +123,7 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         self.config = config
         self.method = config.method
         self.model = model  # the sentence-transformers pipeline (tokenizer, fingerprint)
-        if config.backbone_fingerprint is None:
-            config.backbone_fingerprint = backbone_fingerprint(model)
-        else:
-            check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
+        config.pin_backbone(model)
         self.encoder = hf_model(model)
         check_backbone_shareable(self.encoder, config.method)
         self.tokenizer = model.tokenizer
@@ -184,7 +132,7 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
 
         self._host: DeepPromptHost | None = None
         prompt: DeepPrompt | None = None
-        if config.method == "pt2-colbert":
+        if isinstance(config, PT2ColBERTConfig):
             prompt = self._build_prompt()
         else:  # colbert-ft: the whole encoder but BERT's pooler head, which ColBERT never uses
             for name, parameter in self.encoder.named_parameters():
@@ -201,24 +149,9 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
     def _build_prompt(self) -> DeepPrompt:
         cfg = self.config
         self._host = DeepPromptHost.of(self.encoder, shift_positions=cfg.shift_positions)
-        prompt = self._host.new_prompt(
-            length=cfg.prefix_length,
-            dropout=cfg.prefix_dropout,
-            projection=cfg.projection,
-            projection_hidden=cfg.projection_hidden,
-            gate=cfg.gate,
-            init_std=cfg.init_std,
+        (prompt,) = new_deep_prompts(
+            self._host, 1, self.tokenizer, max_positions=self._position_limit(), **cfg.deep_prompt_options()
         )
-        if cfg.init == "text" and not cfg.projection:
-            prompt.init_from_activations(
-                *text_activations(
-                    self._host,
-                    self.tokenizer,
-                    cfg.init_text or default_init_text(),
-                    cfg.prefix_length,
-                    self._position_limit(),
-                )
-            )
         return prompt.to(self.device)
 
     def _position_limit(self) -> int:
@@ -472,9 +405,6 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         self.module.to(device)
         return self
 
-    def describe(self) -> str:
-        return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r}, backbone={self.config.backbone!r})"
 
@@ -508,16 +438,6 @@ def _progress(items, show: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc)
-
-
-def _config(backbone: str, options: dict[str, Any]) -> ColBERTConfig:
-    names = {f.name for f in dataclasses.fields(ColBERTConfig)} - {"backbone"}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ConfigError(f"unknown option(s) for PT2ColBERT: {', '.join(unknown)}")
-    from ..encoders.backbone import backbone_reference
-
-    return ColBERTConfig(backbone=backbone_reference(backbone), **options)
 
 
 __all__ = ["COLBERT_METHODS", "ColBERTConfig", "PT2ColBERT", "maxsim"]

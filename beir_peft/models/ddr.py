@@ -14,7 +14,8 @@ from pathlib import Path
 from ..artifacts import FOLDER_METADATA, read_config, read_weights
 from ..encoders.backbone import DEFAULT_BACKBONE, backbone_reference
 from ..errors import ArtifactError
-from .tuned import TunedConfig, TunedRetriever, _config
+from .configs import TunedConfig
+from .tuned import TunedRetriever, tuned_config
 
 
 class DDR(TunedRetriever):
@@ -50,7 +51,7 @@ class DDR(TunedRetriever):
                 config, backbone=backbone_reference(dam), backbone_fingerprint=None, merge_lora=False
             )
         elif config is None:
-            config = _config("ddr", str(dam), {"pooling": "mean", **options})
+            config = tuned_config("ddr", str(dam), {"pooling": "mean", **options})
         super().__init__(config)
         if rem is not None:
             self.load_trainable_state_dict(read_weights(rem), where=f"{rem} on {dam}")

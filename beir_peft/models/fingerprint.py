@@ -11,6 +11,11 @@ package (:class:`~beir_peft.models.base.DenseRetriever` and its subclasses, and
   LoRA merged into the backbone's weights or a plain sentence-transformers model is covered too),
   with each tensor's name, dtype, shape and bytes.
 
+Not the *backbone* fingerprint a saved folder records
+(:func:`~beir_peft.encoders.backbone.backbone_fingerprint`, checked by
+:func:`~beir_peft.encoders.backbone.check_backbone_fingerprint`): that one samples the word
+embeddings to tell which backbone an adapter belongs to; this one is the whole retriever's.
+
 Hashing all-MiniLM-L6-v2's 91 MB takes about a quarter of a second, so the digest is cached and
 recomputed only when a tensor changes: an in-place update (an optimizer step, ``load_*``, ``copy_``)
 bumps the tensor's version counter, and a move (``.to(device)``) or a new tensor changes its storage;

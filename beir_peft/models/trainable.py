@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ArtifactError
+from .configs import RetrieverConfig
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -48,28 +47,13 @@ def load_trainable_state(
             expected[name].copy_(tensor.to(expected[name].dtype))
 
 
-class ConfigDictMixin:
-    """``to_dict`` / strict ``from_dict`` for the dataclass configs saved as ``config.json``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "config"):
-        """Rebuild from saved fields; an unknown field is an :class:`ArtifactError` naming ``where``."""
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ArtifactError(
-                f"{where}: unknown field(s) {', '.join(unknown)} for a {data.get('method')} retriever"
-            )
-        return cls(**data)
-
-
 class TrainableStateMixin:
-    """Parameter counts, state dicts and saving for a retriever with ``module`` and ``method`` attributes."""
+    """Parameter counts, state dicts, saving and the one-line description of a retriever with
+    ``module``, ``method`` and ``config`` (a :class:`~beir_peft.models.configs.RetrieverConfig`)."""
 
     module: nn.Module
     method: str
+    config: RetrieverConfig
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.module.parameters() if p.requires_grad]
@@ -93,3 +77,6 @@ class TrainableStateMixin:
         from ..artifacts import save_retriever
 
         save_retriever(self, path, **card)
+
+    def describe(self) -> str:
+        return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"

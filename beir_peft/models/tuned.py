@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,9 +26,7 @@ from torch import nn
 
 from ..encoders.backbone import (
     DEFAULT_BACKBONE,
-    backbone_fingerprint,
     backbone_reference,
-    check_fingerprint,
     hf_model,
     load_backbone,
     pooling_mode,
@@ -38,81 +34,19 @@ from ..encoders.backbone import (
     set_normalize,
     set_pooling,
 )
-from ..encoders.deep_prompt import DeepPromptHost, default_init_text, text_activations
+from ..encoders.deep_prompt import DeepPromptHost, new_deep_prompts
 from ..encoders.input_prompt import InputPromptHost
+from ..encoders.lora import inject_lora, merge_lora
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
-from ..errors import ConfigError
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
-from .trainable import ConfigDictMixin, TrainableStateMixin
+from .configs import TunedConfig, WeightTuningConfig, config_from_options
+from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "ddr")
 PROMPT_METHODS = ("pt2-dpr", "prompt")
 SHARED = "shared"
-
-
-@dataclass
-class TunedConfig(ConfigDictMixin):
-    """Everything needed to rebuild a tuned retriever on its backbone (saved as ``config.json``).
-
-    Prompt options apply to ``pt2-dpr`` and ``prompt``; ``lora_*`` to ``lora``.
-    Defaults are the recipe documented in docs/pt2_dpr.md (the paper's values are noted per field).
-    """
-
-    method: str = "pt2-dpr"
-    backbone: str = DEFAULT_BACKBONE
-    pooling: str | None = None  # None: the backbone's own (MiniLM: mean; paper's BERT DPR: cls)
-    score_function: str = "dot"  # paper: inner product
-    # None: the backbone's own (MiniLM ends with Normalize); False: raw pooled vectors (GPL's and
-    # ART's dot-product students, whose teachers' scores are unbounded); True: unit vectors
-    normalize: bool | None = None
-    max_seq_length: int | None = None  # None: the backbone's own (MiniLM: 256; paper: 256)
-    # --- prompts (pt2-dpr, prompt)
-    prefix_length: int = 32  # paper: 100 (code: 64)
-    prefix_dropout: float = 0.1  # paper: 0.1
-    share_prompts: bool = False  # paper's code: separate query / passage prefixes
-    projection: bool = False  # prefix-tuning's reparameterisation MLP; P-Tuning v2: off
-    projection_hidden: int = 512
-    gate: bool = True  # zero-initialised gate (beir_peft's recipe); paper: no gate
-    init: str = "text"  # "text": backbone's own keys/values of real text; "random": N(0, init_std)
-    init_std: float = 1.0  # P-Tuning v2's nn.Embedding prefix starts at N(0, 1)
-    init_text: str | None = None
-    shift_positions: bool = False  # peft shifts; the authors' code does not
-    # --- weight methods (ft, bitfit, lora): one encoder per side instead of one shared encoder
-    separate_encoders: bool = False
-    # --- LoRA
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
-    # --- DDR's relevance module (ddr; Zhan et al. 2022, seed 004): LoRA and/or parallel adapters
-    rem_lora: bool = True
-    rem_lora_r: int = 192  # the authors' code
-    rem_lora_alpha: int = 192
-    rem_adapter: bool = True
-    adapter_bottleneck: int = 192  # the authors' code
-    adapter_scaling: float = 1.0
-    merge_lora: bool = False  # fold LoRA into the backbone's weights (inference only; set by assemble)
-    # --- identity of the backbone the weights belong to (filled in when built)
-    backbone_fingerprint: str | None = None
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.init not in ("text", "random"):
-            raise ConfigError(f"init must be 'text' or 'random', got {self.init!r}")
-        if self.score_function not in ("dot", "cos_sim"):
-            raise ConfigError(f"score_function must be 'dot' or 'cos_sim', got {self.score_function!r}")
-        if self.method == "ddr" and not (self.rem_lora or self.rem_adapter):
-            raise ConfigError(
-                "a DDR relevance module needs LoRA (rem_lora) and/or a parallel adapter (rem_adapter)"
-            )
-        if self.separate_encoders and self.method in PROMPT_METHODS:
-            raise ConfigError(
-                f"separate_encoders is for weight methods (ft, bitfit, lora); {self.method} already has "
-                "one prompt per side (share_prompts=False)"
-            )
 
 
 class TunedRetriever(TrainableStateMixin, DenseRetriever):
@@ -144,14 +78,12 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
         super().__init__(model, score_function=config.score_function, max_seq_length=config.max_seq_length)
         self.config = config
         self.method = config.method
-        if config.backbone_fingerprint is None:
-            config.backbone_fingerprint = backbone_fingerprint(model)
-        else:
-            check_fingerprint(model, config.backbone_fingerprint, where=config.backbone)
+        config.pin_backbone(model)
         self.prompts = nn.ModuleDict()
         self._host: DeepPromptHost | InputPromptHost | None = None
         # the passage side's own copy of the backbone, made before anything is attached to it
-        self.passage_model = copy.deepcopy(model) if config.separate_encoders else None
+        separate = isinstance(config, WeightTuningConfig) and config.separate_encoders
+        self.passage_model = copy.deepcopy(model) if separate else None
         for pipeline in (model, self.passage_model):
             if pipeline is None:
                 continue
@@ -168,22 +100,9 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     def _build_pt2_dpr(self, _pipeline) -> None:
         cfg = self.config
         self._host = DeepPromptHost.of(hf_model(self.model), shift_positions=cfg.shift_positions)
-        init_kv = None
-        if cfg.init == "text" and not cfg.projection:
-            init_kv = text_activations(
-                self._host, self.model.tokenizer, cfg.init_text or default_init_text(), cfg.prefix_length
-            )
-        for side in self._prompt_sides():
-            prompt = self._host.new_prompt(
-                length=cfg.prefix_length,
-                dropout=cfg.prefix_dropout,
-                projection=cfg.projection,
-                projection_hidden=cfg.projection_hidden,
-                gate=cfg.gate,
-                init_std=cfg.init_std,
-            )
-            if init_kv is not None:
-                prompt.init_from_activations(*init_kv)
+        sides = self._prompt_sides()
+        prompts = new_deep_prompts(self._host, len(sides), self.model.tokenizer, **cfg.deep_prompt_options())
+        for side, prompt in zip(sides, prompts, strict=True):
             self.prompts[side] = prompt.to(self.device)
 
     def _build_prompt(self, _pipeline) -> None:
@@ -201,19 +120,14 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
             parameter.requires_grad_(True)
 
     def _build_lora(self, pipeline) -> None:
-        from peft import LoraConfig, inject_adapter_in_model
-
         cfg = self.config
-        lora = LoraConfig(
+        inject_lora(
+            hf_model(pipeline),
             r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_targets),
+            alpha=cfg.lora_alpha,
+            dropout=cfg.lora_dropout,
+            targets=cfg.lora_targets,
         )
-        try:
-            inject_adapter_in_model(lora, hf_model(pipeline))
-        except ValueError as exc:
-            raise ConfigError(f"LoRA targets {cfg.lora_targets} do not match the backbone: {exc}") from exc
         for name, parameter in hf_model(pipeline).named_parameters():
             parameter.requires_grad_("lora_" in name)
 
@@ -225,16 +139,13 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
         cfg = self.config
         model = hf_model(pipeline)
         if cfg.rem_lora:
-            from peft import LoraConfig, inject_adapter_in_model
-
-            lora = LoraConfig(r=cfg.rem_lora_r, lora_alpha=cfg.rem_lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=list(cfg.lora_targets))  # fmt: skip
-            try:
-                inject_adapter_in_model(lora, model)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"LoRA targets {cfg.lora_targets} do not match the backbone: {exc}"
-                ) from exc
+            inject_lora(
+                model,
+                r=cfg.rem_lora_r,
+                alpha=cfg.rem_lora_alpha,
+                dropout=cfg.lora_dropout,
+                targets=cfg.lora_targets,
+            )
         if cfg.rem_adapter:
             add_parallel_adapters(model, cfg.adapter_bottleneck, cfg.adapter_scaling)
         for name, parameter in model.named_parameters():
@@ -246,16 +157,9 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
         Afterwards the LoRA tensors are no longer trainable parameters; only merge a model that is
         done training (``beir-peft ddr assemble`` sets ``merge_lora`` so the loader does this).
         """
-        from peft.tuners.lora import LoraLayer
-
         for pipeline in (self.model, self.passage_model):
-            if pipeline is None:
-                continue
-            for parent in list(hf_model(pipeline).modules()):
-                for name, child in list(parent.named_children()):
-                    if isinstance(child, LoraLayer):
-                        child.merge()
-                        setattr(parent, name, child.get_base_layer())
+            if pipeline is not None:
+                merge_lora(hf_model(pipeline))
 
     # ------------------------------------------------------------------ encoding
     def pipeline(self, side: str):
@@ -275,9 +179,6 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     def fingerprint_settings(self) -> dict[str, Any]:
         """The pipeline's settings and every config field (see :mod:`beir_peft.models.fingerprint`)."""
         return {**super().fingerprint_settings(), "config": self.config.to_dict()}
-
-    def describe(self) -> str:
-        return f"{self.method} on {self.config.backbone} ({self.trainable_parameter_count():,} trainable parameters)"
 
 
 def _used_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
@@ -340,21 +241,21 @@ class PT2DPR(TunedRetriever):
         **options,
     ):
         if config is None:
-            config = _config("pt2-dpr", backbone, options)
+            config = tuned_config("pt2-dpr", backbone, options)
         super().__init__(config, backbone_model)
 
 
-def _config(method: str, backbone: str, options: dict[str, Any]) -> TunedConfig:
-    names = {f.name for f in dataclasses.fields(TunedConfig)} - {"method", "backbone"}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ConfigError(f"unknown option(s) for {method}: {', '.join(unknown)}")
-    return TunedConfig(method=method, backbone=backbone_reference(backbone), **options)
+def tuned_config(method: str, backbone: str, options: dict[str, Any]) -> TunedConfig:
+    """The config of ``method`` on ``backbone`` with constructor keywords ``options`` (see
+    :func:`~beir_peft.models.configs.config_from_options`)."""
+    return config_from_options(
+        TunedConfig, method, options, method=method, backbone=backbone_reference(backbone)
+    )
 
 
 def build_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options) -> TunedRetriever:
     """Any of :data:`METHODS` on ``backbone``; unknown options raise :class:`ConfigError`."""
-    config = _config(method, backbone, options)
+    config = tuned_config(method, backbone, options)
     return PT2DPR(config=config) if method == "pt2-dpr" else TunedRetriever(config)
 
 

@@ -10,8 +10,7 @@ train, adapt gpl|art, ddr dam|rem|assemble, analyze, compare).
 
 __version__ = "0.1.0"
 
-from .artifacts import load  # noqa: E402
-from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever  # noqa: E402
+from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever, load  # noqa: E402
 from .serving import DomainServer, load_domains  # noqa: E402
 
 __all__ = [

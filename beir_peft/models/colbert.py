@@ -59,13 +59,14 @@ from ..encoders.backbone import (
 from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, default_init_text, text_activations
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
+from ..registry import COLBERT, LATE_INTERACTION, methods
 from .base import PASSAGE, QUERY, SIDES, _inference_mode, passage_text
 from .fingerprint import VectorFingerprintMixin
 from .trainable import ConfigDictMixin, TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
-COLBERT_METHODS = ("pt2-colbert", "colbert-ft")
+COLBERT_METHODS = methods(family=COLBERT)
 SIMILARITIES = ("cosine",)
 #: word-boundary markers of BPE / sentencepiece vocabularies, stripped before the punctuation test
 _BOUNDARY_MARKERS = "\u0120\u2581"  # "Ġ" (GPT-2 / RoBERTa BPE), "▁" (sentencepiece)
@@ -177,6 +178,9 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         model = PT2ColBERT()
         retriever = EvaluateRetrieval(MaxSimSearch(model), score_function="maxsim")
     """
+
+    #: how it is searched (:mod:`beir_peft.registry`): token vectors scored by MaxSim
+    retriever_kind = LATE_INTERACTION
 
     def __init__(
         self,

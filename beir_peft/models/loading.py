@@ -1,18 +1,67 @@
-"""Turn the CLI's ``--model`` into a BEIR dense model: a saved beir_peft folder or any sentence-transformers model."""
+"""Retrievers by method name, saved folder or ``--model`` name: :func:`new_retriever` (an untrained
+one of any method), :func:`load` (any beir_peft folder) and :func:`load_model` (a folder, a
+sentence-transformers model or ``bm25``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from ..artifacts import is_retriever_folder, load
+from ..artifacts import (
+    CONFIG_NAME,
+    FOLDER_METADATA,
+    WEIGHTS_NAME,
+    is_retriever_folder,
+    read_config,
+    read_weights,
+)
 from ..encoders.backbone import DEFAULT_BACKBONE, load_backbone
 from ..errors import ArtifactError
+from ..registry import COLBERT, DDR, DENSE, METHOD_TABLE, method_spec
 from .base import DenseRetriever
+from .colbert import ColBERTConfig, PT2ColBERT
+from .tuned import TunedConfig, build_retriever
 
 #: the ``--model`` name of the lexical baseline (:class:`beir_peft.search.bm25.BM25Search`)
 BM25_MODEL = "bm25"
 #: sentence-transformers' similarity names -> BEIR's score function names
 _SCORE_FUNCTIONS = {"cosine": "cos_sim", "dot": "dot"}
+#: the config class a folder of each method family holds
+_FAMILY_CONFIGS = {DENSE: TunedConfig, DDR: TunedConfig, COLBERT: ColBERTConfig}
+
+
+def new_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options):
+    """An untrained ``method`` retriever on ``backbone``: ``build_retriever`` for single-vector and DDR
+    methods, :class:`~beir_peft.models.colbert.PT2ColBERT` for late-interaction ones."""
+    if method_spec(method).family == COLBERT:
+        return PT2ColBERT(backbone, method=method, **options)
+    return build_retriever(method, backbone, **options)
+
+
+def load(path: str | Path, device: str | None = None):
+    """Load any saved beir_peft retriever folder (the method is read from its ``config.json``).
+
+    The retriever is the class the method table names for the method (:mod:`beir_peft.registry`),
+    the one :func:`~beir_peft.models.tuned.build_retriever` builds.
+    """
+    path = Path(path).expanduser()
+    config = read_config(path)
+    method = config["method"]
+    if method not in {spec.name for spec in METHOD_TABLE}:
+        known = ", ".join(sorted(spec.name for spec in METHOD_TABLE))
+        raise ArtifactError(f"{path / CONFIG_NAME}: unknown method {method!r} (this beir_peft knows {known})")
+    spec = method_spec(method)
+    fields = {k: v for k, v in config.items() if k not in FOLDER_METADATA}
+    saved = _FAMILY_CONFIGS[spec.family].from_dict(fields, where=str(path / CONFIG_NAME))
+    # The saved weights replace the prefix (and ColBERT's linear layer): skip the text initialisation.
+    retriever = spec.retriever_class()(config=dataclasses.replace(saved, init="random"))
+    retriever.config = saved
+    retriever.load_trainable_state_dict(read_weights(path), where=str(path / WEIGHTS_NAME))
+    if getattr(saved, "merge_lora", False):
+        retriever.merge_lora()
+    if device is not None:
+        retriever.to(device)
+    return retriever
 
 
 def load_model(name_or_path: str | None = None, device: str | None = None):

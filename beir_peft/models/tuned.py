@@ -42,13 +42,15 @@ from ..encoders.deep_prompt import DeepPromptHost, default_init_text, text_activ
 from ..encoders.input_prompt import InputPromptHost
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
+from ..registry import DDR, DENSE, method_spec, methods
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
 from .trainable import ConfigDictMixin, TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "ddr")
-PROMPT_METHODS = ("pt2-dpr", "prompt")
+#: the methods a TunedConfig builds (single-vector and DDR rows of the method table)
+METHODS = methods(family=(DENSE, DDR))
+PROMPT_METHODS = methods(family=(DENSE, DDR), prompt=True)
 SHARED = "shared"
 
 
@@ -355,7 +357,7 @@ def _config(method: str, backbone: str, options: dict[str, Any]) -> TunedConfig:
 def build_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options) -> TunedRetriever:
     """Any of :data:`METHODS` on ``backbone``; unknown options raise :class:`ConfigError`."""
     config = _config(method, backbone, options)
-    return PT2DPR(config=config) if method == "pt2-dpr" else TunedRetriever(config)
+    return method_spec(method).retriever_class()(config=config)  # the class ``load`` returns
 
 
 __all__ = [

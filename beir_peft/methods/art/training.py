@@ -43,6 +43,7 @@ from ...artifacts import save_retriever
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...models.base import PASSAGE, QUERY, passage_text
+from ...registry import student_methods
 from ...training.checkpoints import (
     CHECKPOINTS,
     finished_run,
@@ -55,7 +56,7 @@ from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCach
 
 logger = logging.getLogger(__name__)
 
-STUDENTS = ("ft", "pt2-dpr", "lora")
+STUDENTS = student_methods()
 #: ART's learning rate for full fine-tuning (the paper); prompt and LoRA students take the package's
 DEFAULT_LEARNING_RATES = {"ft": 2e-5, "pt2-dpr": 1e-3, "lora": 5e-4}
 #: the student temperature on unit vectors: sentence-transformers' MultipleNegativesRankingLoss scale 20,

@@ -46,6 +46,7 @@ from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
 from ...models.base import passage_text
+from ...registry import student_methods
 from .negatives import DEFAULT_MINERS, mine_negatives
 from .pseudo_labels import (
     DEFAULT_CROSS_ENCODER,
@@ -66,7 +67,7 @@ QUERIES_FILE = "generated_queries.jsonl"
 NEGATIVES_FILE = "hard_negatives.jsonl"
 TRAINING_FILE = "training_data.tsv"
 TSDAE_DIR = "tsdae"
-STUDENTS = ("ft", "pt2-dpr", "lora")
+STUDENTS = student_methods()
 
 #: steps, warm-up and the generated-query budget; "paper" is section 4's setting
 PRESETS: dict[str, dict[str, int]] = {

@@ -109,21 +109,7 @@ def train(ctx, method, dataset, preset, split, output, backbone, epochs, batch_s
         raise click.UsageError(
             "--in-batch-negatives: only for pt2-colbert and colbert-ft (dual encoders always use them)"
         )
-    model_options = options.parse_settings(settings)
-    model_options.update(
-        {k: v for k, v in (("prefix_length", prefix_length), ("pooling", pooling)) if v is not None}
-    )
-    training_settings = dict(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_steps=max_steps,
-        hard_negatives=hard_negatives, negative_miner=negative_miner,
-        in_batch_negatives=True if in_batch_negatives else None, scale=scale, checkpoint_every=checkpoint_every,
-        seed=seed, backbone_dropout=not no_backbone_dropout,
-    )  # fmt: skip
-    if preset is not None:
-        model_options, training_settings = _apply_preset(
-            ctx, preset, method, model_options, training_settings
-        )
-    config = _training_config(ctx, training_settings, late_interaction)
+    model_options, config = _settings(ctx, method, late_interaction)
     data = load_dataset(dataset or DEMO_DATASET, split=split)
     import torch
 
@@ -138,6 +124,29 @@ def train(ctx, method, dataset, preset, split, output, backbone, epochs, batch_s
     )
 
 
+def _settings(ctx: click.Context, method: str, late_interaction: bool) -> tuple[dict, TrainingConfig]:
+    """The model options and the TrainingConfig of the command line, the preset's values where the user
+    gave none; one hard negative by default for ColBERT methods, and a miner only where there are hard
+    negatives to mine."""
+    params = ctx.params
+    model = options.parse_settings(params["settings"])
+    model.update({name: params[name] for name in ("prefix_length", "pooling") if params[name] is not None})
+    names = ("epochs", "batch_size", "learning_rate", "max_steps", "hard_negatives", "negative_miner", "scale",
+             "checkpoint_every", "seed")  # fmt: skip
+    training = {name: params[name] for name in names}
+    training["in_batch_negatives"] = True if params["in_batch_negatives"] else None
+    training["backbone_dropout"] = not params["no_backbone_dropout"]
+    if params["preset"] is not None:
+        model, training = _apply_preset(ctx, params["preset"], method, model, training)
+    if training["hard_negatives"] is None:
+        training["hard_negatives"] = int(late_interaction)
+    if not training["hard_negatives"] and not given(ctx, "negative_miner"):
+        training["negative_miner"] = "backbone"  # a preset's miner has nothing to mine
+    if training["negative_miner"] != "backbone" and not training["hard_negatives"]:
+        raise click.UsageError(f"--negatives {params['negative_miner']} needs --hard-negatives 1 or more")
+    return model, TrainingConfig(**training)
+
+
 def _apply_preset(
     ctx: click.Context, name: str, method: str, model: dict, settings: dict
 ) -> tuple[dict, dict]:
@@ -150,16 +159,3 @@ def _apply_preset(
         if not given(ctx, TRAINING_OPTION_NAMES.get(key, key)):
             settings[key] = value
     return {**chosen.model, **model}, {**settings, "preset": name}
-
-
-def _training_config(ctx: click.Context, settings: dict, late_interaction: bool) -> TrainingConfig:
-    """The run's TrainingConfig: one hard negative by default for ColBERT methods, and a miner only
-    where there are hard negatives to mine."""
-    settings = dict(settings)
-    if settings["hard_negatives"] is None:
-        settings["hard_negatives"] = int(late_interaction)
-    if not settings["hard_negatives"] and not given(ctx, "negative_miner"):
-        settings["negative_miner"] = "backbone"  # a preset's miner has nothing to mine
-    if settings["negative_miner"] != "backbone" and not settings["hard_negatives"]:
-        raise click.UsageError(f"--negatives {ctx.params['negative_miner']} needs --hard-negatives 1 or more")
-    return TrainingConfig(**settings)

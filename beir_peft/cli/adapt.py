@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..encoders.backbone import POOLING_MODES
 from ..io import check_output_path
 from ..methods.art import ARTConfig
 from ..methods.gpl import PRESETS, GPLConfig
@@ -144,7 +145,7 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
 )
 @click.option(
     "--pooling",
-    type=click.Choice(["cls", "mean"]),
+    type=click.Choice(POOLING_MODES),
     default=None,
     help="[default: the backbone's own; the paper: cls].",
 )

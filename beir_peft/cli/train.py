@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..methods.supervised import TrainingConfig
+from ..encoders.backbone import POOLING_MODES
+from ..methods.supervised import NEGATIVE_MINERS, TrainingConfig
 from ..methods.train_presets import TRAIN_PRESETS
 from ..registry import LATE_INTERACTION, method_spec, methods
 from . import options
@@ -48,7 +49,7 @@ def _default(name: str):
 @click.option(
     "--negatives",
     "negative_miner",
-    type=click.Choice(["backbone", "bm25"]),
+    type=click.Choice(NEGATIVE_MINERS),
     default=_default("negative_miner"),
     show_default=True,
     help="Who mines the hard negatives: the starting backbone (dense) or BM25 (bm25s).",
@@ -72,7 +73,7 @@ def _default(name: str):
 )
 @click.option(
     "--pooling",
-    type=click.Choice(["cls", "mean"]),
+    type=click.Choice(POOLING_MODES),
     default=None,
     help="Pooling [default: the backbone's own].",
 )

@@ -47,6 +47,7 @@ from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
 from ...models.base import passage_text
 from ...registry import student_methods
+from ...search import SINGLE_VECTOR_SEARCHES
 from .negatives import DEFAULT_MINERS, mine_negatives
 from .pseudo_labels import (
     DEFAULT_CROSS_ENCODER,
@@ -133,7 +134,7 @@ class GPLConfig:
             raise ConfigError(f"GPL students are {', '.join(STUDENTS)}; got {self.student!r}")
         if not self.miners:
             raise ConfigError("GPL needs at least one negative miner")
-        if self.mining_search not in ("exact", "faiss-flat", "faiss-hnsw"):
+        if self.mining_search not in SINGLE_VECTOR_SEARCHES:
             raise ConfigError(
                 f"mining_search must be exact, faiss-flat or faiss-hnsw, got {self.mining_search!r}"
             )

@@ -23,7 +23,7 @@ from .common import echo, quiet_libraries
     callback=options.named_values("--model", "model", "MODEL", _default_name),
     help="NAME=MODEL: a saved folder, a sentence-transformers model or bm25 (repeatable; adds to CONFIG_FILE).",
 )
-@click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name or folder (repeatable).")
+@options.dataset(multiple=True, help="Dataset name or folder (repeatable).")
 @options.split(None, help=f"qrels split [default: {options.config_default(CompareConfig, 'split')}].")
 @click.option("--baseline", default=None, help="Model the others are tested against [default: the first].")
 @click.option("--search", type=click.Choice(SINGLE_VECTOR_SEARCHES), default=None,

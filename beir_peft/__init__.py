@@ -8,8 +8,7 @@ folder})`` serves many of them from one backbone in mixed batches. GPL and ART l
 train, adapt gpl|art, ddr dam|rem|assemble, analyze, compare).
 """
 
-from .artifacts import load
-from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever
+from .models import DDR, PT2DPR, DenseRetriever, PT2ColBERT, TunedRetriever, build_retriever, load
 from .serving import DomainServer, load_domains
 from .versions import __version__
 

@@ -6,13 +6,13 @@ code path that trained it (the idea of peft's adapter folders). Loading is stric
 tensor, an extra one, a wrong shape, or a different backbone is an :class:`ArtifactError`, never
 a silently random prefix (the trap in the PT-Retrieval code, which loads with ``strict=False``).
 
-Only safetensors and JSON are read; nothing is unpickled.
+Only safetensors and JSON are read; nothing is unpickled. This module knows the folder format only;
+:func:`beir_peft.load` (:mod:`beir_peft.models.loading`) rebuilds the retriever a folder holds.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +26,6 @@ CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 #: config.json entries that describe the folder rather than the model
 FOLDER_METADATA = ("format_version", "trainable_parameters", "total_parameters", "training", "versions")
-
-#: method name -> loader(folder, config_dict) -> retriever
-_LOADERS: dict[str, Callable[[Path, dict[str, Any]], Any]] = {}
-
-
-def register_loader(*methods: str):
-    """Register the function that rebuilds retrievers of ``methods`` from a folder."""
-
-    def decorate(func):
-        for method in methods:
-            _LOADERS[method] = func
-        return func
-
-    return decorate
 
 
 def is_retriever_folder(path: str | Path) -> bool:
@@ -113,23 +99,6 @@ def read_weights(path: str | Path) -> dict:
         return load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights_path}: unreadable safetensors file ({exc})") from exc
-
-
-def load(path: str | Path, device: str | None = None):
-    """Load any saved beir_peft retriever folder (the method is read from its ``config.json``)."""
-    from . import models  # noqa: F401  (registers the loaders)
-
-    path = Path(path).expanduser()
-    config = read_config(path)
-    method = config["method"]
-    loader = _LOADERS.get(method)
-    if loader is None:
-        known = ", ".join(sorted(_LOADERS))
-        raise ArtifactError(f"{path / CONFIG_NAME}: unknown method {method!r} (this beir_peft knows {known})")
-    retriever = loader(path, config)
-    if device is not None:
-        retriever.to(device)
-    return retriever
 
 
 def model_card(config: dict[str, Any], results: dict[str, Any] | None = None) -> str:

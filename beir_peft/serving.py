@@ -54,14 +54,15 @@ from .encoders.sharing import SERVED_LORA, check_backbone_shareable, register_ba
 from .errors import ArtifactError, ConfigError
 from .models.base import PASSAGE, QUERY, SIDES, inference_mode, pipeline_settings
 from .models.fingerprint import named_tensors, tensors_digest
+from .registry import LATE_INTERACTION, SINGLE_VECTOR, method_spec, methods
 
 logger = logging.getLogger(__name__)
 
-SINGLE_VECTOR = "single-vector"
-LATE_INTERACTION = "late-interaction"
 #: the methods a folder may have to be served on a shared backbone, and their kind
-SERVABLE_METHODS = {"pt2-dpr": SINGLE_VECTOR, "lora": SINGLE_VECTOR, "pt2-colbert": LATE_INTERACTION}
+SERVABLE_METHODS = {method: method_spec(method).kind for method in methods(servable=True)}
 PLAIN_BACKBONE = "backbone"  # the method name of a ``None`` domain
+#: the model of a domain that is the plain backbone, in a domains file (and ``evaluate --model``)
+PLAIN_BACKBONE_MODEL = "none"
 _SCORE_FUNCTIONS = {"cosine": "cos_sim", "dot": "dot"}
 
 
@@ -310,6 +311,7 @@ class ServedDomain:
         self.domain = server.domains[name]
         self.score_function = self.domain.score_function
         self.method = self.domain.method
+        self.retriever_kind = self.domain.kind
 
     def encode_queries(self, queries: Sequence[str], batch_size: int = 32, **kwargs):
         return self.server.encode_queries(queries, batch_size=batch_size, domains=self.name, **kwargs)
@@ -407,6 +409,37 @@ def load_domains(
     return DomainServer(backbone, domains)
 
 
+def read_domains_file(path: str | Path) -> list[tuple[str, str | None]]:
+    """``(dataset, folder or None)`` pairs from a YAML mapping ``dataset: folder`` (``null`` or
+    ``none``: the plain backbone), optionally under ``domains:``; relative folders are relative to
+    the file. ``beir-peft evaluate --domains FILE`` serves them with :func:`load_domains`."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if isinstance(data, dict) and set(data) == {"domains"}:
+        data = data["domains"]
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a mapping of dataset -> trained folder (or null)")
+    pairs = []
+    for dataset, folder in data.items():
+        if not isinstance(folder, (str, type(None))):
+            raise ConfigError(
+                f"{path}: the model of {dataset!r} must be a folder path or null, got {folder!r}"
+            )
+        if isinstance(folder, str) and folder.lower() == PLAIN_BACKBONE_MODEL:
+            folder = None
+        elif isinstance(folder, str) and not Path(folder).expanduser().is_absolute():
+            folder = str(path.parent / folder)  # relative to the file, as compare's configs are
+        pairs.append((str(dataset), folder))
+    return pairs
+
+
 def _plain_domain(name: str, backbone) -> Domain:
     similarity = getattr(backbone, "similarity_fn_name", None) or "cosine"
     return Domain(
@@ -431,7 +464,7 @@ def _prompt_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> D
         name=name,
         folder=path,
         method=tuned.method,
-        kind=SINGLE_VECTOR,
+        kind=method_spec(tuned.method).kind,
         score_function=tuned.score_function,
         pipeline=retriever.model,
         max_seq_length=tuned.max_seq_length,
@@ -452,7 +485,7 @@ def _colbert_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> 
         name=name,
         folder=path,
         method=colbert.method,
-        kind=LATE_INTERACTION,
+        kind=method_spec(colbert.method).kind,
         score_function="maxsim",
         prompts=dict.fromkeys(SIDES, retriever.module.prompt),
         retriever=retriever,
@@ -500,7 +533,7 @@ def _lora_domain(name: str, path: Path, fields: dict[str, Any], backbone) -> Dom
         name=name,
         folder=path,
         method=tuned.method,
-        kind=SINGLE_VECTOR,
+        kind=method_spec(tuned.method).kind,
         score_function=tuned.score_function,
         pipeline=pipeline,
         max_seq_length=tuned.max_seq_length,
@@ -591,4 +624,5 @@ __all__ = [
     "DomainServer",
     "ServedDomain",
     "load_domains",
+    "read_domains_file",
 ]

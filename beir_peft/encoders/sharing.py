@@ -25,11 +25,12 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import methods
 
 #: frozen LoRA adapters of served domains, routed per row (the plain backbone outside a served call)
 SERVED_LORA = "served-lora"
 #: methods whose retrievers leave the backbone's weights alone, so several can share one backbone
-SHAREABLE_METHODS = ("pt2-dpr", "prompt", "pt2-colbert", SERVED_LORA)
+SHAREABLE_METHODS = (*methods(shareable=True), SERVED_LORA)
 _USERS = "_beir_peft_backbone_users"
 
 

@@ -21,6 +21,7 @@ from sentence_transformers import SentenceTransformer
 
 from ..data import passage_text
 from ..errors import ConfigError
+from ..registry import SINGLE_VECTOR
 from .fingerprint import VectorFingerprintMixin
 
 QUERY = "query"
@@ -45,6 +46,8 @@ class DenseRetriever(VectorFingerprintMixin):
 
     #: the method name written into saved configs; subclasses override.
     method = "sentence-transformers"
+    #: how it is searched (:mod:`beir_peft.registry`): one vector per text
+    retriever_kind = SINGLE_VECTOR
 
     def __init__(
         self, model: SentenceTransformer, score_function: str = "dot", max_seq_length: int | None = None

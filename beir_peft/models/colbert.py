@@ -57,6 +57,7 @@ from ..encoders.backbone import (
 from ..encoders.deep_prompt import DeepPrompt, DeepPromptHost, new_deep_prompts
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
 from ..errors import ConfigError
+from ..registry import COLBERT, LATE_INTERACTION, methods
 from ..scores import maxsim
 from .base import PASSAGE, QUERY, SIDES, inference_mode
 from .configs import ColBERTConfig, PT2ColBERTConfig, config_from_options
@@ -65,11 +66,9 @@ from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
-COLBERT_METHODS = ("pt2-colbert", "colbert-ft")
+COLBERT_METHODS = methods(family=COLBERT)
 #: word-boundary markers of BPE / sentencepiece vocabularies, stripped before the punctuation test
 _BOUNDARY_MARKERS = "\u0120\u2581"  # "Ġ" (GPT-2 / RoBERTa BPE), "▁" (sentencepiece)
-
-
 
 
 class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
@@ -101,6 +100,9 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
         model = PT2ColBERT()
         retriever = EvaluateRetrieval(MaxSimSearch(model), score_function="maxsim")
     """
+
+    #: how it is searched (:mod:`beir_peft.registry`): token vectors scored by MaxSim
+    retriever_kind = LATE_INTERACTION
 
     def __init__(
         self,

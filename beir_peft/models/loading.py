@@ -1,4 +1,5 @@
-"""Turn a model name or folder into a BEIR dense model: a saved beir_peft folder or any sentence-transformers model.
+"""Retrievers by method name or saved folder: :func:`new_retriever` (an untrained one of any method),
+:func:`load` (any beir_peft folder) and :func:`load_model` (a folder or a sentence-transformers model).
 
 The CLI's ``--model bm25`` (a searcher, not a model) is resolved a layer above, by
 :func:`beir_peft.retrievers.load_retriever`.
@@ -8,13 +9,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import is_retriever_folder, load
+from ..artifacts import (
+    CONFIG_NAME,
+    FOLDER_METADATA,
+    WEIGHTS_NAME,
+    is_retriever_folder,
+    read_config,
+    read_weights,
+)
 from ..encoders.backbone import DEFAULT_BACKBONE, load_backbone
 from ..errors import ArtifactError
+from ..registry import COLBERT, DDR, DENSE, METHOD_TABLE, method_spec
 from .base import DenseRetriever
+from .colbert import PT2ColBERT
+from .configs import ColBERTConfig, LoRAOptions, TunedConfig
+from .tuned import build_retriever
 
 #: sentence-transformers' similarity names -> BEIR's score function names
 _SCORE_FUNCTIONS = {"cosine": "cos_sim", "dot": "dot"}
+#: the config class a folder of each method family holds
+_FAMILY_CONFIGS = {DENSE: TunedConfig, DDR: TunedConfig, COLBERT: ColBERTConfig}
+
+
+def new_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options):
+    """An untrained ``method`` retriever on ``backbone``: ``build_retriever`` for single-vector and DDR
+    methods, :class:`~beir_peft.models.colbert.PT2ColBERT` for late-interaction ones."""
+    if method_spec(method).family == COLBERT:
+        return PT2ColBERT(backbone, method=method, **options)
+    return build_retriever(method, backbone, **options)
+
+
+def load(path: str | Path, device: str | None = None):
+    """Load any saved beir_peft retriever folder (the method is read from its ``config.json``).
+
+    The retriever is the class the method table names for the method (:mod:`beir_peft.registry`),
+    the one :func:`~beir_peft.models.tuned.build_retriever` builds.
+    """
+    path = Path(path).expanduser()
+    config = read_config(path)
+    method = config["method"]
+    if method not in {spec.name for spec in METHOD_TABLE}:
+        known = ", ".join(sorted(spec.name for spec in METHOD_TABLE))
+        raise ArtifactError(f"{path / CONFIG_NAME}: unknown method {method!r} (this beir_peft knows {known})")
+    spec = method_spec(method)
+    fields = {k: v for k, v in config.items() if k not in FOLDER_METADATA}
+    saved = _FAMILY_CONFIGS[spec.family].from_dict(fields, where=str(path / CONFIG_NAME))
+    # The saved weights replace the prefix (and ColBERT's linear layer): skip the text initialisation.
+    retriever = spec.retriever_class()(config=saved.without_text_init())
+    retriever.config = saved
+    retriever.load_trainable_state_dict(read_weights(path), where=str(path / WEIGHTS_NAME))
+    if isinstance(saved, LoRAOptions) and saved.merge_lora:
+        retriever.merge_lora()
+    if device is not None:
+        retriever.to(device)
+    return retriever
 
 
 def load_model(name_or_path: str | None = None, device: str | None = None):

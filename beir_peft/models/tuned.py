@@ -38,14 +38,16 @@ from ..encoders.deep_prompt import DeepPromptHost, new_deep_prompts
 from ..encoders.input_prompt import InputPromptHost
 from ..encoders.lora import inject_lora, merge_lora
 from ..encoders.sharing import check_backbone_shareable, register_backbone_user
+from ..registry import DDR, DENSE, method_spec, methods
 from .base import PASSAGE, QUERY, SIDES, DenseRetriever
 from .configs import TunedConfig, WeightTuningConfig, config_from_options
 from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "ddr")
-PROMPT_METHODS = ("pt2-dpr", "prompt")
+#: the methods a TunedConfig builds (single-vector and DDR rows of the method table)
+METHODS = methods(family=(DENSE, DDR))
+PROMPT_METHODS = methods(family=(DENSE, DDR), prompt=True)
 SHARED = "shared"
 
 
@@ -217,7 +219,7 @@ class PT2DPR(TunedRetriever):
 
     The paper's model options (prefix 100, no gate, random init, ``cls`` pooling, 256 tokens) are
     ``PT2DPR("bert-base-uncased", **train_preset("paper", "pt2-dpr").model)``
-    (:mod:`beir_peft.methods.train_presets`); its *training* settings (lr 1e-2, batch 128, scale 1,
+    (:mod:`beir_peft.training.presets`); its *training* settings (lr 1e-2, batch 128, scale 1,
     one hard negative, 40 epochs) are ``TrainingConfig.from_preset("paper")``, and
     ``beir-peft train pt2-dpr --preset paper`` sets both. The defaults here are the recipe that
     works on a strong pretrained retriever, with the evidence in docs/results.md.
@@ -256,7 +258,7 @@ def tuned_config(method: str, backbone: str, options: dict[str, Any]) -> TunedCo
 def build_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options) -> TunedRetriever:
     """Any of :data:`METHODS` on ``backbone``; unknown options raise :class:`ConfigError`."""
     config = tuned_config(method, backbone, options)
-    return PT2DPR(config=config) if method == "pt2-dpr" else TunedRetriever(config)
+    return method_spec(method).retriever_class()(config=config)  # the class ``load`` returns
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from ..analysis.runs import read_run_file
 from ..artifacts import CONFIG_NAME, WEIGHTS_NAME, is_retriever_folder
 from ..errors import ConfigError
 from ..io import atomic_open, write_json_atomic
+from ..registry import SINGLE_VECTOR, retriever_kind
 from ..retrievers import is_bm25
 
 logger = logging.getLogger(__name__)
@@ -162,9 +163,7 @@ def run_comparison(
 
 def _single_vector(model: Any) -> bool:
     """Dense single-vector models take ``config.search``; BM25 and MaxSim models search their own way."""
-    from beir.retrieval.search import BaseSearch
-
-    return not isinstance(model, BaseSearch) and getattr(model, "score_function", None) != "maxsim"
+    return retriever_kind(model) == SINGLE_VECTOR
 
 
 def _cache_key(identity: dict[str, Any], data, config: CompareConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..registry import LATE_INTERACTION, SEARCHER, retriever_kind
 from .corpus import model_description, sanitize_corpus, sanitize_doc
 from .exact import ExactSearch
 from .maxsim import MaxSimSearch
@@ -63,20 +64,20 @@ def make_search(
 ) -> BaseSearch:
     """The BEIR searcher named ``search`` (one of :data:`SEARCH_CHOICES`) over ``model``.
 
-    A ``model`` that is already a BEIR search class (:class:`~beir_peft.search.bm25.BM25Search`)
-    is returned as it is (only ``search="exact"``, the default, applies to it).
+    The model's kind (:func:`beir_peft.registry.retriever_kind`) decides. A ``model`` that is
+    already a BEIR search class (:class:`~beir_peft.search.bm25.BM25Search`) is returned as it is
+    (only ``search="exact"``, the default, applies to it).
 
     Single-vector models: ``exact``, ``faiss-flat`` or ``faiss-hnsw``. Late-interaction models
-    (``model.score_function == "maxsim"``, e.g. PT2-ColBERT): ``exact`` (MaxSim against every
+    (e.g. PT2-ColBERT): ``exact`` (MaxSim against every
     document) or ``ann`` (faiss candidates over all token vectors, then exact MaxSim re-ranking).
     ``index_dir`` caches the faiss index or the token vectors (ignored by exact single-vector
     search), reused only for the same model fingerprint and corpus (else rebuilt, with a
     warning); ``kwargs`` go to the searcher (e.g. ``corpus_chunk_size``, ``ef_search``/``use_gpu``
     for faiss, ``candidates_per_token``/``nprobe``/``use_gpu`` for ``ann``).
     """
-    from beir.retrieval.search import BaseSearch
-
-    if isinstance(model, BaseSearch):  # already a searcher (BM25): used as it is
+    kind = retriever_kind(model)
+    if kind == SEARCHER:  # already a searcher (BM25): used as it is
         if search != "exact" or kwargs:
             raise ConfigError(
                 f"{model_description(model)} searches by itself; --search {search} and search options do not apply"
@@ -84,7 +85,7 @@ def make_search(
         if hasattr(model, "show_progress_bar"):
             model.show_progress_bar = show_progress_bar
         return model
-    if getattr(model, "score_function", None) == "maxsim":  # late interaction (PT2-ColBERT)
+    if kind == LATE_INTERACTION:  # PT2-ColBERT
         if search not in ("exact", "maxsim", "ann"):
             raise ConfigError(
                 f"a late-interaction model is searched with MaxSim: --search exact (every document) or ann "

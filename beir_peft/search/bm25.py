@@ -24,6 +24,7 @@ from beir.retrieval.search import BaseSearch
 
 from ..data import passage_text
 from ..errors import ConfigError
+from ..registry import SEARCHER
 from .corpus import check_queries, check_top_k, sanitize_corpus
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class BM25Search(BaseSearch):
 
     #: what BEIR's EvaluateRetrieval is told (and records); BM25 ranks by its own score
     score_function = "bm25"
+    #: it searches by itself (:mod:`beir_peft.registry`)
+    retriever_kind = SEARCHER
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from ..errors import ConfigError, DatasetError
 from ..losses import ColBERTPairwiseLoss, DualEncoderMNRLoss
 from ..models.colbert import PT2ColBERT
 from ..models.tuned import TunedRetriever
+from ..registry import LATE_INTERACTION, retriever_kind
 from .config import TrainingConfig
 from .loop import LoaderBatches, LoopResult, LoopSettings, TrainingStep, run_loop
 from .run_folder import RunFolder
@@ -186,7 +187,7 @@ def _same(value: Any) -> Any:
 
 
 def _is_late_interaction(retriever) -> bool:
-    return getattr(retriever, "score_function", None) == "maxsim"
+    return retriever_kind(retriever) == LATE_INTERACTION
 
 
 def _loss(retriever, module, config: TrainingConfig):

@@ -41,6 +41,7 @@ from ...data import passage_text
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...models.base import PASSAGE, QUERY
+from ...registry import student_methods
 from ...training.config import learning_rate_for
 from ...training.loop import (
     TORCH_ADAMW_WEIGHT_DECAY,
@@ -55,7 +56,7 @@ from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCach
 
 logger = logging.getLogger(__name__)
 
-STUDENTS = ("ft", "pt2-dpr", "lora")
+STUDENTS = student_methods()
 #: the student temperature on unit vectors: sentence-transformers' MultipleNegativesRankingLoss scale 20,
 #: the one cosine backbones such as all-MiniLM-L6-v2 were trained at
 COSINE_TEMPERATURE = 0.05

@@ -46,6 +46,8 @@ from ...data import passage_text
 from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
+from ...registry import student_methods
+from ...search import SINGLE_VECTOR_SEARCHES
 from .negatives import DEFAULT_MINERS, mine_negatives
 from .pseudo_labels import (
     DEFAULT_CROSS_ENCODER,
@@ -66,7 +68,7 @@ QUERIES_FILE = "generated_queries.jsonl"
 NEGATIVES_FILE = "hard_negatives.jsonl"
 TRAINING_FILE = "training_data.tsv"
 TSDAE_DIR = "tsdae"
-STUDENTS = ("ft", "pt2-dpr", "lora")
+STUDENTS = student_methods()
 
 #: steps, warm-up and the generated-query budget; "paper" is section 4's setting
 PRESETS: dict[str, dict[str, int]] = {
@@ -132,7 +134,7 @@ class GPLConfig:
             raise ConfigError(f"GPL students are {', '.join(STUDENTS)}; got {self.student!r}")
         if not self.miners:
             raise ConfigError("GPL needs at least one negative miner")
-        if self.mining_search not in ("exact", "faiss-flat", "faiss-hnsw"):
+        if self.mining_search not in SINGLE_VECTOR_SEARCHES:
             raise ConfigError(
                 f"mining_search must be exact, faiss-flat or faiss-hnsw, got {self.mining_search!r}"
             )

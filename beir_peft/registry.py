@@ -1,6 +1,6 @@
 """The one table of methods: each method's family, retriever class and roles (peft's ``mapping.py``).
 
-A row says what a method *is* (its family, the class that builds and reloads it) and where it may
+A row says what a method *is* (its family, the class that builds and reloads it, its config) and where it may
 be used (trained by ``beir-peft train``, a GPL/ART student, sharing a backbone in memory, served
 with other domains); the table knows nothing of how any method works. Every method vocabulary of
 the package (``TunedConfig``'s methods, the CLI's ``--help`` choices, the servable and shareable
@@ -48,6 +48,8 @@ class MethodSpec:
     family: str
     #: ``"module:Class"`` of the retriever class that builds it and that ``load`` returns
     retriever: str
+    #: ``"module:Class"`` of its config (what its ``config.json`` holds)
+    config: str
     #: trains prompts over a frozen backbone (deep or input-layer prompts)
     prompt: bool = False
     #: trains the whole backbone (full fine-tuning)
@@ -67,24 +69,38 @@ class MethodSpec:
 
     def retriever_class(self) -> type:
         """The retriever class, imported now."""
-        module, _, name = self.retriever.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _import(self.retriever)
+
+    def config_class(self) -> type:
+        """The config class, imported now."""
+        return _import(self.config)
+
+
+def _import(qualified: str) -> type:
+    module, _, name = qualified.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 _TUNED = "beir_peft.models.tuned:TunedRetriever"
 _COLBERT = "beir_peft.models.colbert:PT2ColBERT"
+_CONFIGS = "beir_peft.models.configs:"
 
 #: every method, in the order lists and ``--help`` choices show them
 METHOD_TABLE: tuple[MethodSpec, ...] = (
-    MethodSpec("pt2-dpr", DENSE, "beir_peft.models.tuned:PT2DPR", prompt=True, trainable=True, student=True,
+    MethodSpec("pt2-dpr", DENSE, "beir_peft.models.tuned:PT2DPR", _CONFIGS + "PT2DPRConfig", prompt=True,
+               trainable=True, student=True, shareable=True, servable=True),
+    MethodSpec("prompt", DENSE, _TUNED, _CONFIGS + "PromptTuningConfig", prompt=True, trainable=True,
+               shareable=True),
+    MethodSpec("bitfit", DENSE, _TUNED, _CONFIGS + "WeightTuningConfig", trainable=True),
+    MethodSpec("lora", DENSE, _TUNED, _CONFIGS + "LoRATuningConfig", trainable=True, student=True,
+               servable=True),
+    MethodSpec("ft", DENSE, _TUNED, _CONFIGS + "WeightTuningConfig", trains_backbone=True, trainable=True,
+               student=True),
+    MethodSpec("ddr", DDR, "beir_peft.models.ddr:DDR", _CONFIGS + "DDRConfig"),
+    MethodSpec("pt2-colbert", COLBERT, _COLBERT, _CONFIGS + "PT2ColBERTConfig", prompt=True, trainable=True,
                shareable=True, servable=True),
-    MethodSpec("prompt", DENSE, _TUNED, prompt=True, trainable=True, shareable=True),
-    MethodSpec("bitfit", DENSE, _TUNED, trainable=True),
-    MethodSpec("lora", DENSE, _TUNED, trainable=True, student=True, servable=True),
-    MethodSpec("ft", DENSE, _TUNED, trains_backbone=True, trainable=True, student=True),
-    MethodSpec("ddr", DDR, "beir_peft.models.ddr:DDR"),
-    MethodSpec("pt2-colbert", COLBERT, _COLBERT, prompt=True, trainable=True, shareable=True, servable=True),
-    MethodSpec("colbert-ft", COLBERT, _COLBERT, trains_backbone=True, trainable=True),
+    MethodSpec("colbert-ft", COLBERT, _COLBERT, _CONFIGS + "ColBERTConfig", trains_backbone=True,
+               trainable=True),
 )  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in METHOD_TABLE}
 

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 from ..encoders.backbone import DEFAULT_BACKBONE, backbone_fingerprint, check_backbone_fingerprint
 from ..errors import ArtifactError, ConfigError
+from ..registry import COLBERT, DDR, DENSE, METHOD_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -380,22 +381,25 @@ def _register(family: type[RetrieverConfig], table: Mapping[str, type[RetrieverC
         config_class.methods = tuple(method for method, member in table.items() if member is config_class)
 
 
-#: method -> its config (the order is the one error messages list the methods in)
-_register(
-    TunedConfig,
-    {
-        "pt2-dpr": PT2DPRConfig,
-        "prompt": PromptTuningConfig,
-        "bitfit": WeightTuningConfig,
-        "lora": LoRATuningConfig,
-        "ft": WeightTuningConfig,
-        "ddr": DDRConfig,
-    },
-)
-_register(ColBERTConfig, {"pt2-colbert": PT2ColBERTConfig, "colbert-ft": ColBERTConfig})
+#: the config base of each family of the method table: ``TunedConfig(method=...)`` builds any of its
+#: family's methods' configs, ``load`` parses a folder of that family with it
+FAMILY_CONFIGS: dict[str, type[RetrieverConfig]] = {
+    DENSE: TunedConfig,
+    DDR: TunedConfig,
+    COLBERT: ColBERTConfig,
+}
+
+# method -> its config, from the method table's rows (in table order: error messages list them so)
+for _base in dict.fromkeys(FAMILY_CONFIGS.values()):
+    _register(
+        _base,
+        {spec.name: spec.config_class() for spec in METHOD_TABLE if FAMILY_CONFIGS[spec.family] is _base},
+    )
+del _base
 
 
 __all__ = [
+    "FAMILY_CONFIGS",
     "DDRConfig",
     "ColBERTConfig",
     "DeepPromptConfig",

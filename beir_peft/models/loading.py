@@ -19,16 +19,14 @@ from ..artifacts import (
 )
 from ..encoders.backbone import DEFAULT_BACKBONE, load_backbone
 from ..errors import ArtifactError
-from ..registry import COLBERT, DDR, DENSE, METHOD_TABLE, method_spec
+from ..registry import COLBERT, METHOD_TABLE, method_spec
 from .base import DenseRetriever
 from .colbert import PT2ColBERT
-from .configs import ColBERTConfig, LoRAOptions, TunedConfig
+from .configs import FAMILY_CONFIGS, LoRAOptions
 from .tuned import build_retriever
 
 #: sentence-transformers' similarity names -> BEIR's score function names
 _SCORE_FUNCTIONS = {"cosine": "cos_sim", "dot": "dot"}
-#: the config class a folder of each method family holds
-_FAMILY_CONFIGS = {DENSE: TunedConfig, DDR: TunedConfig, COLBERT: ColBERTConfig}
 
 
 def new_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options):
@@ -53,7 +51,7 @@ def load(path: str | Path, device: str | None = None):
         raise ArtifactError(f"{path / CONFIG_NAME}: unknown method {method!r} (this beir_peft knows {known})")
     spec = method_spec(method)
     fields = {k: v for k, v in config.items() if k not in FOLDER_METADATA}
-    saved = _FAMILY_CONFIGS[spec.family].from_dict(fields, where=str(path / CONFIG_NAME))
+    saved = FAMILY_CONFIGS[spec.family].from_dict(fields, where=str(path / CONFIG_NAME))
     # The saved weights replace the prefix (and ColBERT's linear layer): skip the text initialisation.
     retriever = spec.retriever_class()(config=saved.without_text_init())
     retriever.config = saved

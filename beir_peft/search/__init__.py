@@ -18,6 +18,7 @@ from ..registry import LATE_INTERACTION, SEARCHER, retriever_kind
 from .corpus import model_description, sanitize_corpus, sanitize_doc
 from .exact import ExactSearch
 from .maxsim import MaxSimSearch
+from .sharded_exact import ShardedExactSearch
 
 if TYPE_CHECKING:
     from beir.retrieval.search import BaseSearch
@@ -31,14 +32,19 @@ SINGLE_VECTOR_SEARCHES = ("exact", "faiss-flat", "faiss-hnsw")
 #: searches of late-interaction models (``"maxsim"`` is accepted as an alias of ``"exact"``)
 LATE_INTERACTION_SEARCHES = ("exact", "ann")
 SEARCH_CHOICES = ("exact", "faiss-flat", "faiss-hnsw", "ann")
+#: options of exact single-vector search that make it :class:`ShardedExactSearch` (``sharded=True``:
+#: with a temporary folder, as ``evaluate`` does under torchrun)
+SHARDED_EXACT_OPTIONS = ("vectors_dir", "shard_size", "vector_dtype", "sharded")
 
 __all__ = [
     "LATE_INTERACTION_SEARCHES",
     "SEARCH_CHOICES",
+    "SHARDED_EXACT_OPTIONS",
     "SINGLE_VECTOR_SEARCHES",
     "ExactSearch",
     "FaissSearch",
     "MaxSimSearch",
+    "ShardedExactSearch",
     "make_search",
     "model_description",
     "sanitize_corpus",
@@ -74,7 +80,10 @@ def make_search(
     ``index_dir`` caches the faiss index or the token vectors (ignored by exact single-vector
     search), reused only for the same model fingerprint and corpus (else rebuilt, with a
     warning); ``kwargs`` go to the searcher (e.g. ``corpus_chunk_size``, ``ef_search``/``use_gpu``
-    for faiss, ``candidates_per_token``/``nprobe``/``use_gpu`` for ``ann``).
+    for faiss, ``candidates_per_token``/``nprobe``/``use_gpu`` for ``ann``). Exact single-vector
+    search with any of :data:`SHARDED_EXACT_OPTIONS` (``vectors_dir``, ``shard_size``,
+    ``vector_dtype``, ``sharded``) encodes the corpus to memory-mapped ``.npy`` shards and searches
+    them in bounded chunks (:class:`ShardedExactSearch`; split across torch.distributed ranks).
     """
     kind = retriever_kind(model)
     if kind == SEARCHER:  # already a searcher (BM25): used as it is
@@ -101,6 +110,9 @@ def make_search(
             show_progress_bar=show_progress_bar,
             **kwargs,
         )
+    if search == "exact" and any(key in kwargs for key in SHARDED_EXACT_OPTIONS):
+        kwargs.pop("sharded", None)
+        return ShardedExactSearch(model, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
     if search == "exact":
         if index_dir is not None:
             logger.info("Exact search keeps no index: index_dir=%s is not used", index_dir)

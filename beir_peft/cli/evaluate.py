@@ -8,7 +8,8 @@ import click
 
 from ..evaluation import DEFAULT_K_VALUES, evaluate_retriever
 from ..io import check_output_path
-from ..search import SEARCH_CHOICES
+from ..registry import SINGLE_VECTOR, retriever_kind
+from ..search import SEARCH_CHOICES, ranks
 from ..serving import PLAIN_BACKBONE_MODEL
 from . import options
 from .common import describe, echo, quiet_libraries
@@ -67,6 +68,23 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
     help="Save (and reuse) the faiss index (late interaction: the token vectors and the ANN index) here.",
 )
 @click.option(
+    "--vectors-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="--search exact, single-vector models: encode the corpus into memory-mapped .npy shards here "
+    "(reused for the same model, corpus and settings; a killed run resumes at the missing shards) and "
+    "search them in bounded chunks. Under torchrun the shards are split across the processes.",
+)
+@click.option(
+    "--vector-dtype",
+    type=click.Choice(["float32", "float16"]),
+    help="--vectors-dir: the shards' float type [default: float32].",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    help="--vectors-dir: passages per shard (encoded in memory at a time) [default: 50000].",
+)
+@click.option(
     "--candidates-per-token",
     type=click.IntRange(min=1),
     help="--search ann: nearest token vectors per query token (ColBERT's k') [default: 100].",
@@ -91,28 +109,44 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
 @options.keep_identical_ids()
 @options.quiet()
 def evaluate(datasets, split, models, domains_file, output, run_file, k_values, batch_size, search, index_dir,
-             candidates_per_token, nprobe, index_factory, faiss_gpu, device, keep_identical_ids, quiet):  # fmt: skip
+             vectors_dir, vector_dtype, shard_size, candidates_per_token, nprobe, index_factory, faiss_gpu, device,
+             keep_identical_ids, quiet):  # fmt: skip
     """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table.
 
     --model bm25 evaluates the lexical baseline (bm25s, Elasticsearch's k1=1.2, b=0.75).
     Several --dataset/--model pairs (or --domains FILE) serve every trained folder from one backbone
-    and print one table, a row per dataset.
+    and print one table, a row per dataset. Under `torchrun --nproc_per_node N -m beir_peft.cli evaluate`
+    exact single-vector search encodes the corpus in shards across the N processes; rank 0 writes.
     """
     ann = dict(candidates_per_token=candidates_per_token, nprobe=nprobe, index_factory=index_factory)
     ann_options = {key: value for key, value in ann.items() if value is not None}
     if ann_options and search != "ann":
         flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
         raise click.UsageError(f"{flags}: only for --search ann")
-    _check_outputs(output, run_file, index_dir)
+    vectors = dict(vectors_dir=vectors_dir, vector_dtype=vector_dtype, shard_size=shard_size)
+    vector_options = {key: value for key, value in vectors.items() if value is not None}
+    if vector_options and (search != "exact" or vectors_dir is None):
+        flags = ", ".join("--" + key.replace("_", "-") for key in vector_options)
+        raise click.UsageError(f"{flags}: only for --search exact with --vectors-dir")
+    _check_outputs(output, run_file, index_dir, vectors_dir)
     search_options = _search_options(search, ann_options, faiss_gpu)
+    if vectors_dir is not None:
+        search_options.update(vector_options, vectors_dir=str(vectors_dir))
+    ranks.init_from_env()  # after the checks: no process starts work before every one has passed them
     if quiet:
         quiet_libraries()
     settings = dict(split=split, output=output, k_values=k_values, batch_size=batch_size, search=search,
                     search_options=search_options, device=device, keep_identical_ids=keep_identical_ids,
                     quiet=quiet)  # fmt: skip
     if domains_file is not None or len(datasets) > 1 or len(models) > 1:
-        if run_file is not None or index_dir is not None:
-            flag = "--run-file" if run_file is not None else "--index-dir"
+        if run_file is not None or index_dir is not None or vectors_dir is not None:
+            flag = (
+                "--run-file"
+                if run_file is not None
+                else "--index-dir"
+                if index_dir is not None
+                else "--vectors-dir"
+            )
             raise click.UsageError(
                 f"{flag}: only for one dataset (with several, use --output for the results)"
             )
@@ -131,7 +165,9 @@ def _search_options(search: str, ann_options: dict, faiss_gpu: bool) -> dict:
     return dict(ann_options)
 
 
-def _check_outputs(output: Path | None, run_file: Path | None, index_dir: Path | None) -> None:
+def _check_outputs(
+    output: Path | None, run_file: Path | None, index_dir: Path | None, vectors_dir: Path | None
+) -> None:
     """``evaluate``'s outputs, checked before the dataset and the model are loaded."""
     if output is not None:
         check_output_path(output, what="--output")
@@ -143,6 +179,8 @@ def _check_outputs(output: Path | None, run_file: Path | None, index_dir: Path |
         # a folder holding an index may be only read (reused); an empty or new one is written
         holds_index = index_dir.is_dir() and any(index_dir.iterdir())
         check_output_path(index_dir, folder=True, what="--index-dir", writable=not holds_index)
+    if vectors_dir is not None:  # written to even when it holds shards (a resumed encoding)
+        check_output_path(vectors_dir, folder=True, what="--vectors-dir")
 
 
 def _evaluate_one(dataset, model, *, split, output, run_file, index_dir, k_values, batch_size, search,
@@ -151,15 +189,22 @@ def _evaluate_one(dataset, model, *, split, output, run_file, index_dir, k_value
     from ..evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
     from ..retrievers import load_retriever
 
+    main = ranks.is_main()
     data = load_dataset(dataset or DEMO_DATASET, split=split)
-    retriever = load_retriever(model, device=device)
-    echo(f"{data.describe()} | model: {describe(retriever)}")
+    retriever = load_retriever(model, device=device or _rank_device())
+    if main:
+        echo(f"{data.describe()} | model: {describe(retriever)}")
+    if ranks.world_size() > 1 and search == "exact" and retriever_kind(retriever) == SINGLE_VECTOR:
+        search_options = {**search_options, "sharded": True}  # encode the shards across the processes
     result = evaluate_retriever(
         retriever, data.corpus, data.queries, data.qrels, k_values=k_values, search=search, batch_size=batch_size,
-        ignore_identical_ids=not keep_identical_ids, index_dir=index_dir, show_progress_bar=not quiet,
+        ignore_identical_ids=not keep_identical_ids, index_dir=index_dir, show_progress_bar=not quiet and main,
         search_options=search_options,
-        config={"dataset": data.name, "dataset_path": str(data.path), "split": split, "model": model or "default"},
+        config={"dataset": data.name, "dataset_path": str(data.path), "split": split, "model": model or "default",
+                **({"world_size": ranks.world_size()} if ranks.world_size() > 1 else {})},
     )  # fmt: skip
+    if not main:  # every process has the same results; rank 0 reports and writes them
+        return
     click.echo(format_table(result.metrics, k_values))
     echo(f"{len(data.queries)} queries, {len(data.corpus)} documents, {result.timings['total']:.1f} s")
     if run_file is not None:  # before the JSON: a result file means its run file is complete
@@ -174,6 +219,15 @@ def _evaluate_one(dataset, model, *, split, output, run_file, index_dir, k_value
             + ", ".join(f"--dataset {name}" for name in NEXT_DATASETS[:3])
             + " (downloaded from BEIR once, or set BEIR_PEFT_DATA to a folder of BEIR datasets)."
         )
+
+
+def _rank_device() -> str | None:
+    """Under torchrun on GPUs, this process' own GPU (``cuda:LOCAL_RANK``); else the default."""
+    import torch
+
+    if ranks.world_size() > 1 and torch.cuda.is_available():
+        return f"cuda:{ranks.local_device_index()}"
+    return None
 
 
 def _domain_pairs(
@@ -225,6 +279,8 @@ def _evaluate_domains(pairs: list[tuple[str, str | None]], *, split, output, k_v
             config={"dataset": data.name, "dataset_path": str(data.path), "split": split,
                     "model": str(folder) if folder is not None else PLAIN_BACKBONE_MODEL},
         )  # fmt: skip
+    if not ranks.is_main():  # under torchrun every process searched alike; rank 0 reports
+        return
     labels = {name: results[name].config["model"] for name in results}
     click.echo(format_domains_table({n: r.metrics for n, r in results.items()}, labels, k_values))
     if output is not None:

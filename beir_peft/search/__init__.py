@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..registry import LATE_INTERACTION, SEARCHER, retriever_kind
+from ..registry import LATE_INTERACTION, SEARCHER, SINGLE_VECTOR, retriever_kind
 from .corpus import model_description, sanitize_corpus, sanitize_doc
 from .exact import ExactSearch
 from .maxsim import MaxSimSearch
@@ -86,6 +86,12 @@ def make_search(
     them in bounded chunks (:class:`ShardedExactSearch`; split across torch.distributed ranks).
     """
     kind = retriever_kind(model)
+    sharded = [key for key in SHARDED_EXACT_OPTIONS if key in kwargs]
+    if sharded and (search != "exact" or kind != SINGLE_VECTOR):
+        raise ConfigError(
+            f"{', '.join(sharded)}: only for exact search of a single-vector model (vectors on disk); "
+            f"{model_description(model)} with --search {search} does not take them"
+        )
     if kind == SEARCHER:  # already a searcher (BM25): used as it is
         if search != "exact" or kwargs:
             raise ConfigError(
@@ -110,7 +116,7 @@ def make_search(
             show_progress_bar=show_progress_bar,
             **kwargs,
         )
-    if search == "exact" and any(key in kwargs for key in SHARDED_EXACT_OPTIONS):
+    if sharded:
         kwargs.pop("sharded", None)
         return ShardedExactSearch(model, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
     if search == "exact":

@@ -106,3 +106,32 @@ def test_make_search_picks_sharded_only_when_asked(tmp_path):
     assert isinstance(make_search(CharModel(), "exact", sharded=True), ShardedExactSearch)
     searcher = make_search(CharModel(), "exact", vector_dtype="float16", shard_size=5)
     assert searcher.vector_dtype == "float16" and searcher.shard_size == 5 and searcher.vectors_dir is None
+
+
+@pytest.mark.integration
+def test_sharded_run_equals_exact_on_a_scifact_slice(scifact_zero_shot_slice, tmp_path):
+    """The real all-MiniLM-L6-v2 on 300 SciFact queries x 1000 passages: the same run as ExactSearch."""
+    from beir_peft.evaluation import evaluate_retriever
+    from beir_peft.models.loading import load_model
+
+    data, expected = scifact_zero_shot_slice["data"], scifact_zero_shot_slice["result"]
+    model = load_model()
+    model.model.max_seq_length = scifact_zero_shot_slice["max_seq_length"]
+    options = {"vectors_dir": str(tmp_path), "shard_size": 300, "vector_dtype": "float32"}
+    result = evaluate_retriever(
+        model,
+        data.corpus,
+        data.queries,
+        data.qrels,
+        k_values=[10],
+        show_progress_bar=False,
+        search_options=options,
+    )
+    assert result.results.keys() == expected.results.keys()
+    for qid, want in expected.results.items():
+        got = result.results[qid]
+        assert len(got) == len(want)
+        for (doc, score), (want_doc, want_score) in zip(got.items(), want.items(), strict=True):
+            assert score == pytest.approx(want_score, abs=1e-5)
+            assert doc == want_doc or want.get(doc, -1) == pytest.approx(score, abs=1e-5)
+    assert result.metrics == pytest.approx(expected.metrics, abs=1e-6)

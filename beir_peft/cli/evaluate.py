@@ -103,7 +103,7 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
     "--faiss-gpu",
     is_flag=True,
     help="--search faiss-flat or ann: search the faiss index on all visible GPUs (needs faiss-gpu: "
-    'pip install "beir-peft[gpu]"; untested on a GPU here).',
+    "see docs/usage.md for the command that replaces faiss-cpu with it; untested on a GPU here).",
 )
 @options.device(help="torch device, e.g. cuda:0 (default: the best available).")
 @options.keep_identical_ids()

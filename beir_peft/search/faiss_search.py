@@ -40,7 +40,7 @@ from .corpus import (
     model_fingerprint,
     sanitize_corpus,
 )
-from .index_files import read_index_meta, remove_metadata, write_faiss_index_atomic
+from .index_files import GPU_FAISS_COMMAND, read_index_meta, remove_metadata, write_faiss_index_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class FaissSearch(BaseSearch):
             if faiss.get_num_gpus() == 0:
                 raise ConfigError(
                     "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
-                    "install the extra `beir-peft[gpu]` or search on CPU"
+                    f"replace faiss-cpu with faiss-gpu ({GPU_FAISS_COMMAND}) or search on CPU"
                 )
             if index_type != "flat":
                 raise ConfigError("faiss GPU search supports index_type='flat' only; run HNSW on CPU")

@@ -59,7 +59,8 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
     type=click.Choice(SEARCH_CHOICES),
     default="exact",
     show_default=True,
-    help="exact|faiss-flat|faiss-hnsw are for single-vector models; exact|ann for late interaction "
+    help="exact|faiss-flat|faiss-hnsw|faiss are for single-vector models (faiss: the --index-factory "
+    "index); exact|ann for late interaction "
     "(pt2-colbert, colbert-ft: ann = faiss candidates over token vectors, then exact MaxSim re-ranking).",
 )
 @click.option(
@@ -92,12 +93,19 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
 @click.option(
     "--nprobe",
     type=click.IntRange(min=1),
-    help="--search ann: IVF lists visited per query token [default: 32].",
+    help="--search ann: IVF lists visited per query token [default: 32]; --search faiss: per query "
+    "[default: faiss' 1].",
+)
+@click.option(
+    "--ef-search",
+    type=click.IntRange(min=1),
+    help="--search faiss-hnsw, or faiss with an HNSW factory: the search beam width [default: 128].",
 )
 @click.option(
     "--index-factory",
-    help="--search ann: a faiss index_factory string (inner product), e.g. IVF4096,PQ16 or Flat "
-    "[default: IVF-PQ sized to the corpus].",
+    help="--search ann or faiss: a faiss index_factory string (inner product), e.g. IVF256,Flat, "
+    "IVF256,PQ16, HNSW32 [default: ann: IVF-PQ sized to the corpus; faiss: Flat]. An index that needs "
+    "training is trained on a seeded sample of up to 100K corpus vectors.",
 )
 @click.option(
     "--faiss-gpu",
@@ -109,8 +117,8 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
 @options.keep_identical_ids()
 @options.quiet()
 def evaluate(datasets, split, models, domains_file, output, run_file, k_values, batch_size, search, index_dir,
-             vectors_dir, vector_dtype, shard_size, candidates_per_token, nprobe, index_factory, faiss_gpu, device,
-             keep_identical_ids, quiet):  # fmt: skip
+             vectors_dir, vector_dtype, shard_size, candidates_per_token, nprobe, ef_search, index_factory, faiss_gpu,
+             device, keep_identical_ids, quiet):  # fmt: skip
     """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table.
 
     --model bm25 evaluates the lexical baseline (bm25s, Elasticsearch's k1=1.2, b=0.75).
@@ -118,11 +126,10 @@ def evaluate(datasets, split, models, domains_file, output, run_file, k_values, 
     and print one table, a row per dataset. Under `torchrun --nproc_per_node N -m beir_peft.cli evaluate`
     exact single-vector search encodes the corpus in shards across the N processes; rank 0 writes.
     """
-    ann = dict(candidates_per_token=candidates_per_token, nprobe=nprobe, index_factory=index_factory)
+    ann = dict(candidates_per_token=candidates_per_token, nprobe=nprobe, index_factory=index_factory,
+               ef_search=ef_search)  # fmt: skip
     ann_options = {key: value for key, value in ann.items() if value is not None}
-    if ann_options and search != "ann":
-        flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
-        raise click.UsageError(f"{flags}: only for --search ann")
+    _check_index_options(search, ann_options)
     vectors = dict(vectors_dir=vectors_dir, vector_dtype=vector_dtype, shard_size=shard_size)
     vector_options = {key: value for key, value in vectors.items() if value is not None}
     if vector_options and (search != "exact" or vectors_dir is None):
@@ -156,11 +163,31 @@ def evaluate(datasets, split, models, domains_file, output, run_file, k_values, 
         _evaluate_one(dataset, model, run_file=run_file, index_dir=index_dir, **settings)
 
 
+#: the searches each index option is for
+_INDEX_OPTION_SEARCHES = {
+    "candidates_per_token": ("ann",),
+    "nprobe": ("ann", "faiss"),
+    "index_factory": ("ann", "faiss"),
+    "ef_search": ("faiss-hnsw", "faiss"),
+}
+
+
+def _check_index_options(search: str, options: dict) -> None:
+    """Refuse an index option the chosen ``--search`` does not take (one line naming the flags)."""
+    wrong = [key for key in options if search not in _INDEX_OPTION_SEARCHES[key]]
+    if wrong:
+        flags = ", ".join("--" + key.replace("_", "-") for key in wrong)
+        takes = sorted({s for key in wrong for s in _INDEX_OPTION_SEARCHES[key]})
+        raise click.UsageError(f"{flags}: only for --search {' or '.join(takes)}")
+
+
 def _search_options(search: str, ann_options: dict, faiss_gpu: bool) -> dict:
     """The searcher's options: the ANN options, and ``use_gpu`` for ``--faiss-gpu``."""
     if faiss_gpu:
-        if search not in ("faiss-flat", "ann"):
-            raise click.UsageError("--faiss-gpu: only for --search faiss-flat or ann (faiss-gpu has no HNSW)")
+        if search not in ("faiss-flat", "faiss", "ann"):
+            raise click.UsageError(
+                "--faiss-gpu: only for --search faiss-flat or ann, or faiss (faiss-gpu has no HNSW)"
+            )
         return {**ann_options, "use_gpu": True}
     return dict(ann_options)
 

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: searches of single-vector (bi-encoder) models
-SINGLE_VECTOR_SEARCHES = ("exact", "faiss-flat", "faiss-hnsw")
+SINGLE_VECTOR_SEARCHES = ("exact", "faiss-flat", "faiss-hnsw", "faiss")
 #: searches of late-interaction models (``"maxsim"`` is accepted as an alias of ``"exact"``)
 LATE_INTERACTION_SEARCHES = ("exact", "ann")
-SEARCH_CHOICES = ("exact", "faiss-flat", "faiss-hnsw", "ann")
+SEARCH_CHOICES = ("exact", "faiss-flat", "faiss-hnsw", "faiss", "ann")
 #: options of exact single-vector search that make it :class:`ShardedExactSearch` (``sharded=True``:
 #: with a temporary folder, as ``evaluate`` does under torchrun)
 SHARDED_EXACT_OPTIONS = ("vectors_dir", "shard_size", "vector_dtype", "sharded")
@@ -74,7 +74,9 @@ def make_search(
     already a BEIR search class (:class:`~beir_peft.search.bm25.BM25Search`) is returned as it is
     (only ``search="exact"``, the default, applies to it).
 
-    Single-vector models: ``exact``, ``faiss-flat`` or ``faiss-hnsw``. Late-interaction models
+    Single-vector models: ``exact``, ``faiss-flat``, ``faiss-hnsw`` or ``faiss`` (any faiss
+    ``index_factory`` string, ``kwargs["index_factory"]``, default ``"Flat"``; trained on a seeded
+    sample when it needs training; ``nprobe``/``ef_search`` at search time). Late-interaction models
     (e.g. PT2-ColBERT): ``exact`` (MaxSim against every
     document) or ``ann`` (faiss candidates over all token vectors, then exact MaxSim re-ranking).
     ``index_dir`` caches the faiss index or the token vectors (ignored by exact single-vector
@@ -123,6 +125,18 @@ def make_search(
         if index_dir is not None:
             logger.info("Exact search keeps no index: index_dir=%s is not used", index_dir)
         return ExactSearch(model, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
+    if search == "faiss":
+        from .faiss_search import FaissSearch
+
+        kwargs.setdefault("index_factory", "Flat")
+        return FaissSearch(
+            model,
+            index_type="factory",
+            batch_size=batch_size,
+            index_dir=index_dir,
+            show_progress_bar=show_progress_bar,
+            **kwargs,
+        )
     if search in ("faiss-flat", "faiss-hnsw"):
         from .faiss_search import FaissSearch
 

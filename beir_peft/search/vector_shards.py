@@ -89,6 +89,16 @@ class VectorShards:
             for start in range(0, shard.shape[0], rows):
                 yield offset + start, shard[start : start + rows]
 
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of the sorted global ``rows``, ``(len(rows), dim)`` float32 (e.g. a training sample)."""
+        size = self.meta["shard_size"]
+        parts = []
+        for index in range(self.meta["num_shards"]):
+            mine = rows[(rows >= index * size) & (rows < (index + 1) * size)] - index * size
+            if len(mine):
+                parts.append(np.asarray(self.shard(index)[mine], dtype=np.float32))
+        return np.concatenate(parts)
+
     def nbytes(self) -> int:
         """Bytes of all the shards' vectors (what a memory-mapped search may page in)."""
         return sum(os.path.getsize(self.folder / shard_name(i)) for i in range(self.meta["num_shards"]))

@@ -136,7 +136,8 @@ class FaissSearch(BaseSearch):
             if faiss.get_num_gpus() == 0:
                 raise ConfigError(
                     "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
-                    f"replace faiss-cpu with faiss-gpu ({GPU_FAISS_COMMAND}) or search on CPU"
+                    f"there is no beir-peft[gpu] extra, since faiss-gpu-cu12 cannot sit beside faiss-cpu: replace it "
+                    f"({GPU_FAISS_COMMAND}) or search on CPU"
                 )
             if index_type == "hnsw":
                 raise ConfigError("faiss GPU search has no HNSW; use index_type='flat' or a factory index")

@@ -566,7 +566,8 @@ def _check_settings(
         if faiss.get_num_gpus() == 0:
             raise ConfigError(
                 "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
-                f"replace faiss-cpu with faiss-gpu ({GPU_FAISS_COMMAND}) or search on CPU"
+                f"there is no beir-peft[gpu] extra, since faiss-gpu-cu12 cannot sit beside faiss-cpu: replace it "
+                f"({GPU_FAISS_COMMAND}) or search on CPU"
             )
         if candidates_per_token > GPU_MAX_K or nprobe > GPU_MAX_K:
             raise ConfigError(

@@ -15,6 +15,7 @@ from test_search import TableModel
 from beir_peft.cli import main
 from beir_peft.errors import ConfigError
 from beir_peft.search import ExactSearch, FaissSearch, make_search
+from beir_peft.search.faiss_factory import train_rows
 
 rng = np.random.default_rng(0)
 DOCS = rng.standard_normal((700, 32)).astype(np.float32)
@@ -61,9 +62,12 @@ def test_seeded_training_sample_saved_and_reused(tmp_path):
     build = dict(index_factory="IVF8,Flat", train_size=300, seed=3, nprobe=8, show_progress_bar=False)
     first = FaissSearch(_model(), index_type="factory", index_dir=tmp_path, **build)
     run = first.search(CORPUS, QUERIES, 5, "cos_sim")
-    rows = first._train_rows(len(DOCS))
-    assert len(rows) == 300 and np.array_equal(
-        rows, FaissSearch(_model(), "factory", **build)._train_rows(700)
+    rows = train_rows(len(DOCS), 300, 3)
+    assert (
+        len(rows) == 300 and len(set(rows.tolist())) == 300 and np.array_equal(rows, train_rows(700, 300, 3))
+    )
+    assert not np.array_equal(rows, train_rows(700, 300, 4)) and np.array_equal(
+        train_rows(200, 300, 3), range(200)
     )
     meta = FaissSearch.read_meta(tmp_path)
     assert (meta["index_type"], meta["index_factory"], meta["train_size"], meta["seed"]) == (

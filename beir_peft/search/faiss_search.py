@@ -1,9 +1,7 @@
 """Approximate or exact inner-product search with a faiss index that can be saved and reused.
 
 Flat and HNSW indexes, or any faiss ``index_factory`` string (``"IVF256,Flat"``, ``"IVF256,PQ16"``,
-``"HNSW32"``, ...): an index that needs training is trained on a seeded sample of the corpus
-vectors, which are first encoded to memory-mapped shards (:mod:`.vector_shards`) and then added
-shard by shard, so memory holds the index and one chunk of vectors.
+``"HNSW32"``, ...; built and trained by :mod:`.faiss_factory`).
 
 BEIR 2.2.0's faiss searchers cannot be instantiated (they leave ``BaseSearch`` methods abstract)
 and pickle their id mappings; :class:`FaissSearch` is a small replacement on BEIR's ``BaseSearch``.
@@ -46,20 +44,17 @@ from .corpus import (
     model_fingerprint,
     sanitize_corpus,
 )
+from .faiss_factory import DEFAULT_TRAIN_SIZE, build_factory_index, set_search_parameters
 from .index_files import (
     GPU_FAISS_COMMAND,
-    faiss_message,
     read_index_meta,
     remove_metadata,
     write_faiss_index_atomic,
 )
-from .vector_shards import encode_shards
 
 logger = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "hnsw", "factory")
-#: vectors a trained index (IVF, PQ) is trained on at most: a seeded sample of the corpus
-DEFAULT_TRAIN_SIZE = 100_000
 SCORE_FUNCTIONS = ("dot", "cos_sim")
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -165,13 +160,6 @@ class FaissSearch(BaseSearch):
 
     # ------------------------------------------------------------------ building
     def _new_index(self, dim: int) -> faiss.Index:
-        if self.index_type == "factory":
-            try:
-                return faiss.index_factory(dim, self.index_factory, faiss.METRIC_INNER_PRODUCT)
-            except RuntimeError as err:
-                raise ConfigError(
-                    f"faiss cannot build index_factory {self.index_factory!r}: {faiss_message(err)}"
-                ) from err
         if self.index_type == "flat":
             return faiss.IndexFlatIP(dim)
         index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -243,41 +231,16 @@ class FaissSearch(BaseSearch):
     def _build_from_shards(
         self, doc_ids: list[str], docs: list[dict[str, Any]], identity: dict[str, Any]
     ) -> None:
-        """A factory index: encode to temporary shards, train on a seeded sample, add a chunk at a time."""
         score_function = identity["score_function"]
         logger.info(
             "Building a faiss %r index over %d passages (%s)", self.index_factory, len(docs), score_function
         )
-        with ranks.shared_temporary_folder() as folder:
-            shards = encode_shards(
-                self.model, doc_ids, docs, folder, batch_size=self.batch_size,
-                shard_size=self.corpus_chunk_size, show_progress_bar=self.show_progress_bar,
-            )  # fmt: skip
-            first = shards.shard(0)
-            index = self._new_index(first.shape[1])
-            if not index.is_trained:
-                sample = self._embed(shards.rows(self._train_rows(len(doc_ids))), score_function)
-                logger.info(
-                    "Training the faiss index on %d of %d vectors (seed %d)",
-                    len(sample),
-                    len(doc_ids),
-                    self.seed,
-                )
-                try:
-                    index.train(sample)
-                except RuntimeError as err:
-                    raise ConfigError(
-                        f"faiss cannot train {self.index_factory!r} on {len(sample)} vectors: {faiss_message(err)}"
-                    ) from err
-            for _, chunk in shards.chunks(self.corpus_chunk_size):
-                index.add(self._embed(np.array(chunk, dtype=np.float32), score_function))
-        self._set_index(index, shards.doc_ids, identity)
-
-    def _train_rows(self, num_docs: int) -> np.ndarray:
-        """The sorted rows a trained index is trained on: ``train_size`` of them, drawn with ``seed``."""
-        if num_docs <= self.train_size:
-            return np.arange(num_docs)
-        return np.sort(np.random.default_rng(self.seed).choice(num_docs, size=self.train_size, replace=False))
+        index, ids = build_factory_index(
+            self.model, doc_ids, docs, self.index_factory, embed=lambda x: self._embed(x, score_function),
+            batch_size=self.batch_size, chunk_rows=self.corpus_chunk_size, train_size=self.train_size,
+            seed=self.seed, show_progress_bar=self.show_progress_bar,
+        )  # fmt: skip
+        self._set_index(index, ids, identity)
 
     def _set_index(
         self,
@@ -294,26 +257,12 @@ class FaissSearch(BaseSearch):
         if self.index_type == "hnsw":
             index.hnsw.efSearch = self.ef_search
         if self.index_type == "factory":
-            self._set_search_parameters(index)
+            set_search_parameters(index, self.index_factory, nprobe=self.nprobe, ef_search=self.ef_search)
         if self.use_gpu:
             logger.info("Moving the faiss index to %d GPU(s)", faiss.get_num_gpus())
             self._search_index = faiss.index_cpu_to_all_gpus(index)
         else:
             self._search_index = index
-
-    def _set_search_parameters(self, index: faiss.Index) -> None:
-        """``nprobe`` and ``efSearch`` on a factory index, where it has them (IVF, HNSW, wrapped)."""
-        space = faiss.ParameterSpace()
-        wanted = {"nprobe": self.nprobe, "efSearch": self.ef_search if "HNSW" in self.index_factory else None}
-        for name, value in wanted.items():
-            if value is None:
-                continue
-            try:
-                space.set_index_parameter(index, name, int(value))
-            except RuntimeError as err:
-                raise ConfigError(
-                    f"{name}: not a parameter of faiss index {self.index_factory!r} ({faiss_message(err)})"
-                ) from err
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> None:

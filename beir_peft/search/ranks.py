@@ -8,6 +8,7 @@ single-process code needs no branch.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -60,7 +61,14 @@ def init_from_env() -> bool:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+    atexit.register(_leave)
     return True
+
+
+def _leave() -> None:
+    """Leave the process group at exit (torch warns about a group never destroyed)."""
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def local_device_index() -> int:

@@ -130,15 +130,9 @@ def evaluate(datasets, split, models, domains_file, output, run_file, k_values, 
                ef_search=ef_search)  # fmt: skip
     ann_options = {key: value for key, value in ann.items() if value is not None}
     _check_index_options(search, ann_options)
-    vectors = dict(vectors_dir=vectors_dir, vector_dtype=vector_dtype, shard_size=shard_size)
-    vector_options = {key: value for key, value in vectors.items() if value is not None}
-    if vector_options and (search != "exact" or vectors_dir is None):
-        flags = ", ".join("--" + key.replace("_", "-") for key in vector_options)
-        raise click.UsageError(f"{flags}: only for --search exact with --vectors-dir")
+    vector_options = _vector_options(search, vectors_dir, vector_dtype, shard_size)
     _check_outputs(output, run_file, index_dir, vectors_dir)
-    search_options = _search_options(search, ann_options, faiss_gpu)
-    if vectors_dir is not None:
-        search_options.update(vector_options, vectors_dir=str(vectors_dir))
+    search_options = {**_search_options(search, ann_options, faiss_gpu), **vector_options}
     ranks.init_from_env()  # after the checks: no process starts work before every one has passed them
     if quiet:
         quiet_libraries()
@@ -146,14 +140,9 @@ def evaluate(datasets, split, models, domains_file, output, run_file, k_values, 
                     search_options=search_options, device=device, keep_identical_ids=keep_identical_ids,
                     quiet=quiet)  # fmt: skip
     if domains_file is not None or len(datasets) > 1 or len(models) > 1:
-        if run_file is not None or index_dir is not None or vectors_dir is not None:
-            flag = (
-                "--run-file"
-                if run_file is not None
-                else "--index-dir"
-                if index_dir is not None
-                else "--vectors-dir"
-            )
+        one_dataset = {"--run-file": run_file, "--index-dir": index_dir, "--vectors-dir": vectors_dir}
+        flag = next((name for name, value in one_dataset.items() if value is not None), None)
+        if flag is not None:
             raise click.UsageError(
                 f"{flag}: only for one dataset (with several, use --output for the results)"
             )
@@ -179,6 +168,18 @@ def _check_index_options(search: str, options: dict) -> None:
         flags = ", ".join("--" + key.replace("_", "-") for key in wrong)
         takes = sorted({s for key in wrong for s in _INDEX_OPTION_SEARCHES[key]})
         raise click.UsageError(f"{flags}: only for --search {' or '.join(takes)}")
+
+
+def _vector_options(
+    search: str, vectors_dir: Path | None, vector_dtype: str | None, shard_size: int | None
+) -> dict:
+    """The sharded exact search's options (``vectors_dir`` as a string, for the result JSON)."""
+    given = {"vectors_dir": vectors_dir, "vector_dtype": vector_dtype, "shard_size": shard_size}
+    options = {key: value for key, value in given.items() if value is not None}
+    if options and (search != "exact" or vectors_dir is None):
+        flags = ", ".join("--" + key.replace("_", "-") for key in options)
+        raise click.UsageError(f"{flags}: only for --search exact with --vectors-dir")
+    return {**options, "vectors_dir": str(vectors_dir)} if options else {}
 
 
 def _search_options(search: str, ann_options: dict, faiss_gpu: bool) -> dict:

@@ -8,7 +8,8 @@ import click
 
 from ..evaluation import DEFAULT_K_VALUES, evaluate_retriever
 from ..io import check_output_path
-from ..search import SEARCH_CHOICES
+from ..registry import SINGLE_VECTOR, retriever_kind
+from ..search import SEARCH_CHOICES, ranks
 from ..serving import PLAIN_BACKBONE_MODEL
 from . import options
 from .common import describe, echo, quiet_libraries
@@ -58,13 +59,31 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
     type=click.Choice(SEARCH_CHOICES),
     default="exact",
     show_default=True,
-    help="exact|faiss-flat|faiss-hnsw are for single-vector models; exact|ann for late interaction "
+    help="exact|faiss-flat|faiss-hnsw|faiss are for single-vector models (faiss: the --index-factory "
+    "index); exact|ann for late interaction "
     "(pt2-colbert, colbert-ft: ann = faiss candidates over token vectors, then exact MaxSim re-ranking).",
 )
 @click.option(
     "--index-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Save (and reuse) the faiss index (late interaction: the token vectors and the ANN index) here.",
+)
+@click.option(
+    "--vectors-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="--search exact, single-vector models: encode the corpus into memory-mapped .npy shards here "
+    "(reused for the same model, corpus and settings; a killed run resumes at the missing shards) and "
+    "search them in bounded chunks. Under torchrun the shards are split across the processes.",
+)
+@click.option(
+    "--vector-dtype",
+    type=click.Choice(["float32", "float16"]),
+    help="--vectors-dir: the shards' float type [default: float32].",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    help="--vectors-dir: passages per shard (encoded in memory at a time) [default: 50000].",
 )
 @click.option(
     "--candidates-per-token",
@@ -74,45 +93,56 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
 @click.option(
     "--nprobe",
     type=click.IntRange(min=1),
-    help="--search ann: IVF lists visited per query token [default: 32].",
+    help="--search ann: IVF lists visited per query token [default: 32]; --search faiss: per query "
+    "[default: faiss' 1].",
+)
+@click.option(
+    "--ef-search",
+    type=click.IntRange(min=1),
+    help="--search faiss-hnsw, or faiss with an HNSW factory: the search beam width [default: 128].",
 )
 @click.option(
     "--index-factory",
-    help="--search ann: a faiss index_factory string (inner product), e.g. IVF4096,PQ16 or Flat "
-    "[default: IVF-PQ sized to the corpus].",
+    help="--search ann or faiss: a faiss index_factory string (inner product), e.g. IVF256,Flat, "
+    "IVF256,PQ16, HNSW32 [default: ann: IVF-PQ sized to the corpus; faiss: Flat]. An index that needs "
+    "training is trained on a seeded sample of up to 100K corpus vectors.",
 )
 @click.option(
     "--faiss-gpu",
     is_flag=True,
     help="--search faiss-flat or ann: search the faiss index on all visible GPUs (needs faiss-gpu: "
-    'pip install "beir-peft[gpu]"; untested on a GPU here).',
+    "see docs/usage.md for the command that replaces faiss-cpu with it; untested on a GPU here).",
 )
 @options.device(help="torch device, e.g. cuda:0 (default: the best available).")
 @options.keep_identical_ids()
 @options.quiet()
 def evaluate(datasets, split, models, domains_file, output, run_file, k_values, batch_size, search, index_dir,
-             candidates_per_token, nprobe, index_factory, faiss_gpu, device, keep_identical_ids, quiet):  # fmt: skip
+             vectors_dir, vector_dtype, shard_size, candidates_per_token, nprobe, ef_search, index_factory, faiss_gpu,
+             device, keep_identical_ids, quiet):  # fmt: skip
     """Retrieve and score a dataset split with BEIR's evaluator; print a metrics table.
 
     --model bm25 evaluates the lexical baseline (bm25s, Elasticsearch's k1=1.2, b=0.75).
     Several --dataset/--model pairs (or --domains FILE) serve every trained folder from one backbone
-    and print one table, a row per dataset.
+    and print one table, a row per dataset. Under `torchrun --nproc_per_node N -m beir_peft.cli evaluate`
+    exact single-vector search encodes the corpus in shards across the N processes; rank 0 writes.
     """
-    ann = dict(candidates_per_token=candidates_per_token, nprobe=nprobe, index_factory=index_factory)
+    ann = dict(candidates_per_token=candidates_per_token, nprobe=nprobe, index_factory=index_factory,
+               ef_search=ef_search)  # fmt: skip
     ann_options = {key: value for key, value in ann.items() if value is not None}
-    if ann_options and search != "ann":
-        flags = ", ".join("--" + key.replace("_", "-") for key in ann_options)
-        raise click.UsageError(f"{flags}: only for --search ann")
-    _check_outputs(output, run_file, index_dir)
-    search_options = _search_options(search, ann_options, faiss_gpu)
+    _check_index_options(search, ann_options)
+    vector_options = _vector_options(search, vectors_dir, vector_dtype, shard_size)
+    _check_outputs(output, run_file, index_dir, vectors_dir)
+    search_options = {**_search_options(search, ann_options, faiss_gpu), **vector_options}
+    ranks.init_from_env()  # after the checks: no process starts work before every one has passed them
     if quiet:
         quiet_libraries()
     settings = dict(split=split, output=output, k_values=k_values, batch_size=batch_size, search=search,
                     search_options=search_options, device=device, keep_identical_ids=keep_identical_ids,
                     quiet=quiet)  # fmt: skip
     if domains_file is not None or len(datasets) > 1 or len(models) > 1:
-        if run_file is not None or index_dir is not None:
-            flag = "--run-file" if run_file is not None else "--index-dir"
+        one_dataset = {"--run-file": run_file, "--index-dir": index_dir, "--vectors-dir": vectors_dir}
+        flag = next((name for name, value in one_dataset.items() if value is not None), None)
+        if flag is not None:
             raise click.UsageError(
                 f"{flag}: only for one dataset (with several, use --output for the results)"
             )
@@ -122,16 +152,50 @@ def evaluate(datasets, split, models, domains_file, output, run_file, k_values, 
         _evaluate_one(dataset, model, run_file=run_file, index_dir=index_dir, **settings)
 
 
+#: the searches each index option is for
+_INDEX_OPTION_SEARCHES = {
+    "candidates_per_token": ("ann",),
+    "nprobe": ("ann", "faiss"),
+    "index_factory": ("ann", "faiss"),
+    "ef_search": ("faiss-hnsw", "faiss"),
+}
+
+
+def _check_index_options(search: str, options: dict) -> None:
+    """Refuse an index option the chosen ``--search`` does not take (one line naming the flags)."""
+    wrong = [key for key in options if search not in _INDEX_OPTION_SEARCHES[key]]
+    if wrong:
+        flags = ", ".join("--" + key.replace("_", "-") for key in wrong)
+        takes = sorted({s for key in wrong for s in _INDEX_OPTION_SEARCHES[key]})
+        raise click.UsageError(f"{flags}: only for --search {' or '.join(takes)}")
+
+
+def _vector_options(
+    search: str, vectors_dir: Path | None, vector_dtype: str | None, shard_size: int | None
+) -> dict:
+    """The sharded exact search's options (``vectors_dir`` as a string, for the result JSON)."""
+    given = {"vectors_dir": vectors_dir, "vector_dtype": vector_dtype, "shard_size": shard_size}
+    options = {key: value for key, value in given.items() if value is not None}
+    if options and (search != "exact" or vectors_dir is None):
+        flags = ", ".join("--" + key.replace("_", "-") for key in options)
+        raise click.UsageError(f"{flags}: only for --search exact with --vectors-dir")
+    return {**options, "vectors_dir": str(vectors_dir)} if options else {}
+
+
 def _search_options(search: str, ann_options: dict, faiss_gpu: bool) -> dict:
     """The searcher's options: the ANN options, and ``use_gpu`` for ``--faiss-gpu``."""
     if faiss_gpu:
-        if search not in ("faiss-flat", "ann"):
-            raise click.UsageError("--faiss-gpu: only for --search faiss-flat or ann (faiss-gpu has no HNSW)")
+        if search not in ("faiss-flat", "faiss", "ann"):
+            raise click.UsageError(
+                "--faiss-gpu: only for --search faiss-flat or ann, or faiss (faiss-gpu has no HNSW)"
+            )
         return {**ann_options, "use_gpu": True}
     return dict(ann_options)
 
 
-def _check_outputs(output: Path | None, run_file: Path | None, index_dir: Path | None) -> None:
+def _check_outputs(
+    output: Path | None, run_file: Path | None, index_dir: Path | None, vectors_dir: Path | None
+) -> None:
     """``evaluate``'s outputs, checked before the dataset and the model are loaded."""
     if output is not None:
         check_output_path(output, what="--output")
@@ -143,6 +207,8 @@ def _check_outputs(output: Path | None, run_file: Path | None, index_dir: Path |
         # a folder holding an index may be only read (reused); an empty or new one is written
         holds_index = index_dir.is_dir() and any(index_dir.iterdir())
         check_output_path(index_dir, folder=True, what="--index-dir", writable=not holds_index)
+    if vectors_dir is not None:  # written to even when it holds shards (a resumed encoding)
+        check_output_path(vectors_dir, folder=True, what="--vectors-dir")
 
 
 def _evaluate_one(dataset, model, *, split, output, run_file, index_dir, k_values, batch_size, search,
@@ -151,15 +217,22 @@ def _evaluate_one(dataset, model, *, split, output, run_file, index_dir, k_value
     from ..evaluation import evaluate_retriever, format_table, write_result_json, write_run_file
     from ..retrievers import load_retriever
 
+    main = ranks.is_main()
     data = load_dataset(dataset or DEMO_DATASET, split=split)
-    retriever = load_retriever(model, device=device)
-    echo(f"{data.describe()} | model: {describe(retriever)}")
+    retriever = load_retriever(model, device=device or _rank_device())
+    if main:
+        echo(f"{data.describe()} | model: {describe(retriever)}")
+    if ranks.world_size() > 1 and search == "exact" and retriever_kind(retriever) == SINGLE_VECTOR:
+        search_options = {**search_options, "sharded": True}  # encode the shards across the processes
     result = evaluate_retriever(
         retriever, data.corpus, data.queries, data.qrels, k_values=k_values, search=search, batch_size=batch_size,
-        ignore_identical_ids=not keep_identical_ids, index_dir=index_dir, show_progress_bar=not quiet,
+        ignore_identical_ids=not keep_identical_ids, index_dir=index_dir, show_progress_bar=not quiet and main,
         search_options=search_options,
-        config={"dataset": data.name, "dataset_path": str(data.path), "split": split, "model": model or "default"},
+        config={"dataset": data.name, "dataset_path": str(data.path), "split": split, "model": model or "default",
+                **({"world_size": ranks.world_size()} if ranks.world_size() > 1 else {})},
     )  # fmt: skip
+    if not main:  # every process has the same results; rank 0 reports and writes them
+        return
     click.echo(format_table(result.metrics, k_values))
     echo(f"{len(data.queries)} queries, {len(data.corpus)} documents, {result.timings['total']:.1f} s")
     if run_file is not None:  # before the JSON: a result file means its run file is complete
@@ -174,6 +247,15 @@ def _evaluate_one(dataset, model, *, split, output, run_file, index_dir, k_value
             + ", ".join(f"--dataset {name}" for name in NEXT_DATASETS[:3])
             + " (downloaded from BEIR once, or set BEIR_PEFT_DATA to a folder of BEIR datasets)."
         )
+
+
+def _rank_device() -> str | None:
+    """Under torchrun on GPUs, this process' own GPU (``cuda:LOCAL_RANK``); else the default."""
+    import torch
+
+    if ranks.world_size() > 1 and torch.cuda.is_available():
+        return f"cuda:{ranks.local_device_index()}"
+    return None
 
 
 def _domain_pairs(
@@ -225,6 +307,8 @@ def _evaluate_domains(pairs: list[tuple[str, str | None]], *, split, output, k_v
             config={"dataset": data.name, "dataset_path": str(data.path), "split": split,
                     "model": str(folder) if folder is not None else PLAIN_BACKBONE_MODEL},
         )  # fmt: skip
+    if not ranks.is_main():  # under torchrun every process searched alike; rank 0 reports
+        return
     labels = {name: results[name].config["model"] for name in results}
     click.echo(format_domains_table({n: r.metrics for n, r in results.items()}, labels, k_values))
     if output is not None:

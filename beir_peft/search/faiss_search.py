@@ -1,5 +1,8 @@
 """Approximate or exact inner-product search with a faiss index that can be saved and reused.
 
+Flat and HNSW indexes, or any faiss ``index_factory`` string (``"IVF256,Flat"``, ``"IVF256,PQ16"``,
+``"HNSW32"``, ...; built and trained by :mod:`.faiss_factory`).
+
 BEIR 2.2.0's faiss searchers cannot be instantiated (they leave ``BaseSearch`` methods abstract)
 and pickle their id mappings; :class:`FaissSearch` is a small replacement on BEIR's ``BaseSearch``.
 
@@ -7,8 +10,8 @@ Index folder layout (written by :meth:`FaissSearch.save`, read by :meth:`FaissSe
 
     index.faiss   faiss.write_index of the CPU index
     index.json    {"format", "doc_ids", "index_type", "score_function", "dim", "ntotal",
-                   "hnsw_m", "ef_construction", "model", "fingerprint", "corpus_sha256",
-                   "index_bytes"}
+                   "hnsw_m", "ef_construction", "index_factory", "train_size", "seed", "model",
+                   "fingerprint", "corpus_sha256", "index_bytes"}
 
 ``fingerprint`` is the model's (a digest of its weights and settings, see
 :mod:`beir_peft.models.fingerprint`) and ``corpus_sha256`` the corpus' ids and texts
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ArtifactError, ConfigError
 from ..io import write_json_atomic
+from . import ranks
 from .corpus import (
     check_queries,
     check_top_k,
@@ -40,11 +44,17 @@ from .corpus import (
     model_fingerprint,
     sanitize_corpus,
 )
-from .index_files import read_index_meta, remove_metadata, write_faiss_index_atomic
+from .faiss_factory import DEFAULT_TRAIN_SIZE, build_factory_index, set_search_parameters
+from .index_files import (
+    GPU_FAISS_COMMAND,
+    read_index_meta,
+    remove_metadata,
+    write_faiss_index_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
-INDEX_TYPES = ("flat", "hnsw")
+INDEX_TYPES = ("flat", "hnsw", "factory")
 SCORE_FUNCTIONS = ("dot", "cos_sim")
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -62,14 +72,20 @@ def _as_float32(embeddings: Any) -> np.ndarray:
 
 
 class FaissSearch(BaseSearch):
-    """Dense search over a faiss inner-product index (``IndexFlatIP`` or ``IndexHNSWFlat``).
+    """Dense search over a faiss inner-product index (``IndexFlatIP``, ``IndexHNSWFlat`` or a factory's).
 
     Args:
         model: a BEIR dense model (``encode_queries``/``encode_corpus`` returning float32 numpy).
-        index_type: ``"flat"`` (exact) or ``"hnsw"`` (approximate graph search).
+        index_type: ``"flat"`` (exact), ``"hnsw"`` (approximate graph search) or ``"factory"``
+            (``index_factory``).
         batch_size: encoding batch size.
-        hnsw_m, ef_construction, ef_search: HNSW graph degree, build and search beam widths.
-        use_gpu: move the index to all visible GPUs (faiss-gpu, flat indexes only).
+        hnsw_m, ef_construction, ef_search: HNSW graph degree, build and search beam widths
+            (``ef_search`` also sets a factory HNSW's ``efSearch``).
+        index_factory: a faiss ``index_factory`` string (inner product), for ``index_type="factory"``.
+        nprobe: IVF lists visited per query (factory IVF indexes; faiss' default 1 when ``None``).
+        train_size, seed: a trained factory index is trained on ``train_size`` corpus vectors drawn
+            with ``seed`` (all of them for a smaller corpus).
+        use_gpu: move the index to all visible GPUs (faiss-gpu; flat and factory indexes).
         show_progress_bar: progress bars while encoding and adding to the index.
         index_dir: a folder caching the index; :meth:`search` reuses an index there only when it
             was built for the same model fingerprint (weights and settings), the same corpus (doc
@@ -100,17 +116,26 @@ class FaissSearch(BaseSearch):
         show_progress_bar: bool = True,
         index_dir: str | os.PathLike | None = None,
         corpus_chunk_size: int = 50000,
+        index_factory: str | None = None,
+        nprobe: int | None = None,
+        train_size: int = DEFAULT_TRAIN_SIZE,
+        seed: int = 0,
     ):
         if index_type not in INDEX_TYPES:
             raise ConfigError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+        if (index_type == "factory") != (index_factory is not None):
+            raise ConfigError(
+                "index_factory goes with index_type='factory', and index_type='factory' needs one"
+            )
         if use_gpu:
             if faiss.get_num_gpus() == 0:
                 raise ConfigError(
                     "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
-                    "install the extra `beir-peft[gpu]` or search on CPU"
+                    f"there is no beir-peft[gpu] extra, since faiss-gpu-cu12 cannot sit beside faiss-cpu: replace it "
+                    f"({GPU_FAISS_COMMAND}) or search on CPU"
                 )
-            if index_type != "flat":
-                raise ConfigError("faiss GPU search supports index_type='flat' only; run HNSW on CPU")
+            if index_type == "hnsw":
+                raise ConfigError("faiss GPU search has no HNSW; use index_type='flat' or a factory index")
         self.model = model
         self.index_type = index_type
         self.batch_size = int(batch_size)
@@ -121,6 +146,10 @@ class FaissSearch(BaseSearch):
         self.show_progress_bar = show_progress_bar
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self.corpus_chunk_size = int(corpus_chunk_size)
+        self.index_factory = index_factory
+        self.nprobe = nprobe
+        self.train_size = int(train_size)
+        self.seed = int(seed)
         self.index: faiss.Index | None = None  # the CPU index (what is saved)
         self._search_index: faiss.Index | None = None  # the index searched (GPU copy or the CPU one)
         self.doc_ids: list[str] = []
@@ -163,6 +192,8 @@ class FaissSearch(BaseSearch):
         }
         if self.index_type == "hnsw":
             identity.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction)
+        if self.index_type == "factory":
+            identity.update(index_factory=self.index_factory, train_size=self.train_size, seed=self.seed)
         return identity
 
     def build(self, corpus: Mapping[str, Mapping[str, Any]], score_function: str) -> None:
@@ -173,6 +204,9 @@ class FaissSearch(BaseSearch):
         self._build(doc_ids, docs, self.expected_identity(corpus_digest(doc_ids, docs), score_function))
 
     def _build(self, doc_ids: list[str], docs: list[dict[str, Any]], identity: dict[str, Any]) -> None:
+        if self.index_type == "factory":
+            self._build_from_shards(doc_ids, docs, identity)
+            return
         score_function = identity["score_function"]
         index: faiss.Index | None = None
         starts = range(0, len(docs), self.corpus_chunk_size)
@@ -194,6 +228,20 @@ class FaissSearch(BaseSearch):
             index.add(embeddings)
         self._set_index(index, doc_ids, identity)
 
+    def _build_from_shards(
+        self, doc_ids: list[str], docs: list[dict[str, Any]], identity: dict[str, Any]
+    ) -> None:
+        score_function = identity["score_function"]
+        logger.info(
+            "Building a faiss %r index over %d passages (%s)", self.index_factory, len(docs), score_function
+        )
+        index, ids = build_factory_index(
+            self.model, doc_ids, docs, self.index_factory, embed=lambda x: self._embed(x, score_function),
+            batch_size=self.batch_size, chunk_rows=self.corpus_chunk_size, train_size=self.train_size,
+            seed=self.seed, show_progress_bar=self.show_progress_bar,
+        )  # fmt: skip
+        self._set_index(index, ids, identity)
+
     def _set_index(
         self,
         index: faiss.Index,
@@ -208,6 +256,8 @@ class FaissSearch(BaseSearch):
         self._loaded_from = loaded_from
         if self.index_type == "hnsw":
             index.hnsw.efSearch = self.ef_search
+        if self.index_type == "factory":
+            set_search_parameters(index, self.index_factory, nprobe=self.nprobe, ef_search=self.ef_search)
         if self.use_gpu:
             logger.info("Moving the faiss index to %d GPU(s)", faiss.get_num_gpus())
             self._search_index = faiss.index_cpu_to_all_gpus(index)
@@ -236,6 +286,9 @@ class FaissSearch(BaseSearch):
             "ntotal": int(self.index.ntotal),
             "hnsw_m": self.hnsw_m,
             "ef_construction": self.ef_construction,
+            "index_factory": self.index_factory,
+            "train_size": self.train_size,
+            "seed": self.seed,
             "model": model_description(self.model),
             "fingerprint": self._identity.get("fingerprint") if self._identity else None,
             "corpus_sha256": self._identity.get("corpus_sha256") if self._identity else None,
@@ -285,13 +338,19 @@ class FaissSearch(BaseSearch):
                 f"faiss index {index_path} has dim={index.d}, ntotal={index.ntotal} but its metadata says "
                 f"dim={meta['dim']}, ntotal={meta['ntotal']}"
             )
-        expected = faiss.IndexFlatIP if meta["index_type"] == "flat" else faiss.IndexHNSWFlat
+        expected = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat}.get(
+            meta["index_type"], faiss.Index
+        )
         if not isinstance(index, expected) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ArtifactError(
                 f"faiss index {index_path} is not an inner-product {meta['index_type']} index"
             )
         kwargs.setdefault("hnsw_m", meta.get("hnsw_m", 32))
         kwargs.setdefault("ef_construction", meta.get("ef_construction", 200))
+        if meta["index_type"] == "factory":
+            kwargs.update(index_factory=meta.get("index_factory"))
+            kwargs.setdefault("train_size", meta.get("train_size", DEFAULT_TRAIN_SIZE))
+            kwargs.setdefault("seed", meta.get("seed", 0))
         searcher = cls(model, index_type=meta["index_type"], **kwargs)
         identity = {
             "fingerprint": meta.get("fingerprint"),
@@ -300,6 +359,9 @@ class FaissSearch(BaseSearch):
             "score_function": meta["score_function"],
             "hnsw_m": meta.get("hnsw_m"),
             "ef_construction": meta.get("ef_construction"),
+            "index_factory": meta.get("index_factory"),
+            "train_size": meta.get("train_size"),
+            "seed": meta.get("seed"),
         }
         searcher._set_index(index, meta["doc_ids"], identity, loaded_from=folder)
         return searcher
@@ -333,7 +395,9 @@ class FaissSearch(BaseSearch):
                 logger.warning("Rebuilding the faiss index in %s: %s", self.index_dir, err)
             else:
                 if self._fits(meta, expected):
-                    loaded = self.load(self.index_dir, self.model, ef_search=self.ef_search)
+                    loaded = self.load(
+                        self.index_dir, self.model, ef_search=self.ef_search, nprobe=self.nprobe
+                    )
                     logger.info("Reusing the faiss index in %s", self.index_dir)
                     self._set_index(loaded.index, loaded.doc_ids, expected, loaded_from=self.index_dir)
                     return
@@ -344,7 +408,7 @@ class FaissSearch(BaseSearch):
                     self._misfit(meta, expected),
                 )
         self._build(doc_ids, docs, expected)
-        if self.index_dir is not None:
+        if self.index_dir is not None and ranks.is_main():  # under torchrun every rank builds; one writes
             self.save(self.index_dir)
 
     def _misfit(self, saved: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> str:

@@ -23,6 +23,10 @@ from ..errors import ArtifactError
 from ..io import atomic_open
 from .corpus import describe_differences
 
+#: faiss on the GPU instead of faiss-cpu: both wheels install the one ``faiss`` module, so the CPU one
+#: goes first (an extra could only add the GPU wheel beside it)
+GPU_FAISS_COMMAND = 'pip uninstall -y faiss-cpu faiss-gpu-cu12 && pip install "faiss-gpu-cu12>=1.8"'
+
 
 def read_index_meta(
     path: Path,

@@ -62,7 +62,7 @@ from .corpus import (
     model_fingerprint,
     sanitize_corpus,
 )
-from .index_files import describe_misfit, import_faiss, remove_metadata
+from .index_files import GPU_FAISS_COMMAND, describe_misfit, import_faiss, remove_metadata
 from .token_ann import (
     ANN_FORMAT_VERSION,
     ANN_INDEX_FILE,
@@ -566,7 +566,8 @@ def _check_settings(
         if faiss.get_num_gpus() == 0:
             raise ConfigError(
                 "use_gpu=True but faiss-gpu is not available (no GPU visible to faiss); "
-                "install the extra `beir-peft[gpu]` or search on CPU"
+                f"there is no beir-peft[gpu] extra, since faiss-gpu-cu12 cannot sit beside faiss-cpu: replace it "
+                f"({GPU_FAISS_COMMAND}) or search on CPU"
             )
         if candidates_per_token > GPU_MAX_K or nprobe > GPU_MAX_K:
             raise ConfigError(

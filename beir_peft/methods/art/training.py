@@ -51,6 +51,7 @@ from ...training.loop import (
     TrainingStep,
     run_loop,
 )
+from ...training.processes import new_accelerator
 from ...training.run_folder import RunFolder
 from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache, teacher_record
 
@@ -216,10 +217,9 @@ def train_art(
         checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints,
     )
-    from accelerate import Accelerator
 
     run_loop(step, batches, settings, folder, module=retriever.module, parameters=retriever.trainable_parameters(),
-             identity=identity, accelerator=Accelerator(device_placement=False), resume=resume,
+             identity=identity, accelerator=new_accelerator(device_placement=False), resume=resume,
              desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 

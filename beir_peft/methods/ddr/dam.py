@@ -36,6 +36,7 @@ from ...training.loop import (
     TrainingStep,
     run_loop,
 )
+from ...training.processes import new_accelerator
 from ...training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -173,10 +174,9 @@ def train_dam(
         checkpoint_every=config.checkpoint_every,
         keep_checkpoints=1,
     )
-    from accelerate import Accelerator
 
     run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
-             accelerator=Accelerator(device_placement=False), resume=True, desc=f"DAM (MLM) on {corpus_name}",
+             accelerator=new_accelerator(device_placement=False), resume=True, desc=f"DAM (MLM) on {corpus_name}",
              show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 

@@ -4,7 +4,8 @@ accelerate joins the launcher's process group from its environment (``RANK``, ``
 ``MASTER_ADDR``, ...): NCCL on GPUs. On a machine without CUDA it does so only when asked for the
 CPU (its ``cpu`` flag, which ``accelerate launch --cpu`` sets); :func:`new_accelerator` asks for it
 whenever several processes were launched there, so ``torchrun --nproc_per_node 2`` trains on 2
-gloo processes instead of 2 unrelated ones.
+gloo processes instead of 2 unrelated ones. :func:`process_group` is the same group for work
+outside the training loop (GPL's stages split by rank).
 """
 
 from __future__ import annotations
@@ -18,14 +19,27 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _on_cpu() -> bool:
+    import torch
+
+    return launched_processes() > 1 and not torch.cuda.is_available()
+
+
 def new_accelerator(**kwargs: Any):
     """accelerate's ``Accelerator(**kwargs)`` on the launcher's processes (gloo on the CPU)."""
-    import torch
     from accelerate import Accelerator
 
-    if launched_processes() > 1 and not torch.cuda.is_available():
+    if _on_cpu():
         kwargs["cpu"] = True
     return Accelerator(**kwargs)
 
 
-__all__ = ["launched_processes", "new_accelerator"]
+def process_group():
+    """accelerate's ``PartialState`` of the launcher's processes (``process_index``,
+    ``num_processes``, ``is_main_process``, ``device``, ``wait_for_everyone()``)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=_on_cpu())
+
+
+__all__ = ["launched_processes", "new_accelerator", "process_group"]

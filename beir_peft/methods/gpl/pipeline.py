@@ -333,6 +333,8 @@ def _check_folder(
         **config.to_dict(),
         "queries_file": str(queries_file) if queries_file else None,
         "pseudo_labeler": teacher,
+        # --batch-size is per process: N processes label and train on N times the triples
+        "world_size": group.num_processes,
     }
     path = output / CONFIG_FILE
     if overwrite and output.is_dir() and group.is_main_process:
@@ -347,6 +349,7 @@ def _check_folder(
         saved = json.loads(path.read_text(encoding="utf-8"))
         # folders written before the teacher was recorded were labelled by their cross-encoder
         saved.setdefault("pseudo_labeler", cross_encoder_record(saved.get("cross_encoder", "")))
+        saved.setdefault("world_size", 1)  # and by one process
         changed = sorted(k for k in record if k not in OPERATIONAL and saved.get(k) != record[k])
         if changed:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {record[k]!r}" for k in changed)
@@ -383,7 +386,7 @@ def _sharded(folder: Path, items: list, size: int, make, desc: str, show: bool, 
     depend only on its arguments (generation is seeded by the first item's position).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    shards = list(chunks(items, size))
+    shards = [part for _index, part in chunks(items, size)]
     mine = range(group.process_index, len(shards), group.num_processes)
     made: dict[int, list] = {}
     for index in tqdm(mine, desc=desc, disable=not show):
@@ -464,7 +467,8 @@ def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, 
 
 def _label(queries, positives, negatives, corpus, config: GPLConfig, labeler, device, group, parts: Path,
            show: bool):  # fmt: skip
-    triples = draw_triples(list(queries), positives, negatives, config.steps * config.batch_size, config.seed)
+    wanted = config.steps * config.batch_size * group.num_processes  # every step's batch on every process
+    triples = draw_triples(list(queries), positives, negatives, wanted, config.seed)
     if labeler is None:
         labeler = PseudoLabeler(
             config.cross_encoder, max_length=config.max_seq_length, batch_size=config.cross_encoder_batch_size,

@@ -147,7 +147,8 @@ def train_dam(
         return folder.output
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerator = new_accelerator(device_placement=False)
+    device = torch.device(config.device) if config.device else accelerator.device
     torch.manual_seed(config.seed)
     pipeline = load_backbone(init, device="cpu")
     init_path = Path(resolve_backbone(init))
@@ -176,7 +177,7 @@ def train_dam(
     )
 
     run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
-             accelerator=new_accelerator(device_placement=False), resume=True, desc=f"DAM (MLM) on {corpus_name}",
+             accelerator=accelerator, resume=True, desc=f"DAM (MLM) on {corpus_name}",
              show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 
 import torch
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from sentence_transformers.util.distributed import all_gather_padded, get_rank
 
 from ..errors import ConfigError
 from ..models.base import PASSAGE, QUERY
@@ -32,9 +31,6 @@ class ColBERTPairwiseLoss(MultipleNegativesRankingLoss):
         in_batch_negatives: also score every other passage of the batch.
         scale: multiplier on the MaxSim scores before the softmax (ColBERT: 1; MaxSim of
             normalised vectors already spans ``[-Lq, Lq]``).
-        gather_across_devices: with ``in_batch_negatives`` on several processes, score each
-            process's queries against the passages of every process (token vectors padded to the
-            longest and gathered with gradient), as one process with the whole batch would.
     """
 
     def __init__(
@@ -42,9 +38,8 @@ class ColBERTPairwiseLoss(MultipleNegativesRankingLoss):
         model: Callable[[dict[str, torch.Tensor], str], tuple[torch.Tensor, torch.Tensor]],
         in_batch_negatives: bool = False,
         scale: float = 1.0,
-        gather_across_devices: bool = False,
     ):
-        super().__init__(model, scale=scale, gather_across_devices=gather_across_devices)
+        super().__init__(model, scale=scale)
         self.in_batch_negatives = in_batch_negatives
 
     def forward(
@@ -61,13 +56,8 @@ class ColBERTPairwiseLoss(MultipleNegativesRankingLoss):
         docs = [self.model(f, PASSAGE) for f in features[1:]]
         n = q_vectors.shape[0]
         if self.in_batch_negatives:
-            offset = 0
-            if self.gather_across_devices:
-                docs = [all_gather_padded(d, m, with_grad=True) for d, m in docs]
-                offset = get_rank() * n
-            # (n, n * world_size * columns); query i's positive is passage offset + i of column 0
-            scores = torch.cat([maxsim(q_vectors, q_mask, d, m) for d, m in docs], dim=1)
-            target = torch.arange(offset, offset + n, device=scores.device)
+            scores = torch.cat([maxsim(q_vectors, q_mask, d, m) for d, m in docs], dim=1)  # (n, n * columns)
+            target = torch.arange(n, device=scores.device)
         else:
             scores = torch.stack(
                 [pairwise_maxsim(q_vectors, q_mask, d, m) for d, m in docs], dim=1

@@ -8,9 +8,10 @@ or the method's own), run through :func:`~beir_peft.training.loop.run_loop`, and
 folder (``beir_peft.load``-able) with the training record in its config.
 
 On ``N`` processes (``torchrun``, ``accelerate launch``) ``batch_size`` is per process: the sampler
-draws batches of ``N * batch_size`` rows, each process trains on its slice of every batch, and the
-in-batch losses gather the passages of all processes (with gradient), so ``N`` processes with
-batch ``B`` train on the batches, in-batch negatives and loss of one process with batch ``N * B``.
+draws batches of ``N * batch_size`` rows, each process trains on its slice of every batch, and
+DPR's in-batch loss gathers the passages of all processes (with gradient), so ``N`` processes with
+batch ``B`` train on the batches, in-batch negatives and loss of one process with batch ``N * B``
+(ColBERT's pairwise loss needs no gathering; its in-batch variant is refused on several).
 """
 
 from __future__ import annotations
@@ -199,8 +200,8 @@ def _is_late_interaction(retriever) -> bool:
 
 
 def _loss(retriever, module, config: TrainingConfig):
-    """DPR's in-batch NLL for dual encoders; ColBERT's pairwise (or in-batch) MaxSim cross-entropy;
-    in-batch negatives gathered across processes when there are several."""
+    """DPR's in-batch NLL for dual encoders (on several processes the passages of all are gathered);
+    ColBERT's pairwise (or, in one process, in-batch) MaxSim cross-entropy."""
     gather = torch.distributed.is_available() and torch.distributed.is_initialized()
     if not _is_late_interaction(retriever):
         return DualEncoderMNRLoss(module, scale=config.scale, gather_across_devices=gather)
@@ -211,7 +212,13 @@ def _loss(retriever, module, config: TrainingConfig):
         raise ConfigError(
             "pairwise ColBERT training needs hard negatives (--hard-negatives 1) or in-batch negatives"
         )
-    return ColBERTPairwiseLoss(module, in_batch_negatives=in_batch, scale=1.0, gather_across_devices=gather)
+    if in_batch and gather:
+        # gathering token vectors across processes did not reproduce one process's gradients (tested
+        # on 2 gloo processes): refused rather than trained differently
+        raise ConfigError(
+            "ColBERT with in-batch negatives trains in one process only; use hard negatives (pairwise) on several"
+        )
+    return ColBERTPairwiseLoss(module, in_batch_negatives=in_batch, scale=1.0)
 
 
 def _tokenize(retriever, texts: list[str], column: int) -> dict[str, torch.Tensor]:

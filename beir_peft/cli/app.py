@@ -10,6 +10,7 @@ import click
 from ..errors import BeirPeftError
 from .adapt import adapt
 from .analyze import analyze
+from .common import is_main_process, quiet_libraries
 from .compare import compare
 from .ddr import ddr
 from .evaluate import evaluate
@@ -21,9 +22,9 @@ from .train import train
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 def cli(verbose: bool) -> None:
     """Parameter-efficient and domain-adapted dense retrievers, evaluated with BEIR."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # the other ranks of torchrun / accelerate launch log errors only
+    level = (logging.INFO if verbose else logging.WARNING) if is_main_process() else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 for _command in (evaluate, train, analyze, compare, adapt, ddr):
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI, turning user errors into one line and exit status 2
     (an ``OSError`` from outside the package's writers: one line and exit status 1)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not is_main_process():
+        quiet_libraries()
     try:
         cli.main(args=argv, prog_name="beir-peft", standalone_mode=False)
     except click.exceptions.Abort:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
+def is_main_process() -> bool:
+    """Whether this is the process that speaks: the only one, or rank 0 of a ``torchrun`` /
+    ``accelerate launch`` group (their ``RANK``)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def echo(message: str) -> None:
-    """A progress or result line on stderr (stdout holds only tables)."""
-    click.echo(message, err=True)
+    """A progress or result line on stderr (stdout holds only tables); rank 0 only."""
+    if is_main_process():
+        click.echo(message, err=True)
 
 
 def quiet_libraries() -> None:

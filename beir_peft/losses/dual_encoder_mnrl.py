@@ -31,8 +31,9 @@ class DualEncoderMNRLoss(MultipleNegativesRankingLoss):
             L2-normalised (all-MiniLM-L6-v2) similarities lie in [-1, 1] and 20 (sentence-
             transformers' default, temperature 0.05) is needed for a useful gradient.
         similarity_fct: ``dot_score`` (the paper) or ``cos_sim``.
-
-    In-batch negatives are the passages of this process's batch only (training is single-process).
+        gather_across_devices: on several processes, score each process's queries against the
+            passages of every process (gathered with gradient, sentence-transformers' own option),
+            so ``N`` processes with batch ``B`` compute the loss of one process with ``N * B``.
 
     Example::
 
@@ -45,8 +46,11 @@ class DualEncoderMNRLoss(MultipleNegativesRankingLoss):
         model: Callable[[dict[str, torch.Tensor], str], torch.Tensor],
         scale: float = 20.0,
         similarity_fct: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = dot_score,
+        gather_across_devices: bool = False,
     ):
-        super().__init__(model, scale=scale, similarity_fct=similarity_fct)
+        super().__init__(
+            model, scale=scale, similarity_fct=similarity_fct, gather_across_devices=gather_across_devices
+        )
 
     def forward(
         self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor | None = None

@@ -27,6 +27,7 @@ from ..models.colbert import PT2ColBERT
 from ..models.tuned import TunedRetriever
 from ..training.config import TrainingConfig
 from ..training.pairs import finished_pair_run, fit, pair_run_folder
+from ..training.processes import new_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -111,19 +112,19 @@ def train(
         overwrite: start afresh even if ``output_dir`` holds a finished retriever or checkpoints.
         on_step: called with ``(step, loss)`` after every optimizer step.
     """
-    from accelerate import Accelerator
-
     config = config or TrainingConfig()
     folder = pair_run_folder(output_dir)
     folder.check(resume, overwrite)
-    if overwrite:
+    accelerator = new_accelerator()
+    if overwrite and accelerator.is_main_process:
         folder.clear(HARD_NEGATIVES_FILE)
+    accelerator.wait_for_everyone()
     output = folder.output
     run = {"dataset": dataset.name, "split": dataset.split}
     # before mining negatives: a finished run has nothing left to do (one row per training pair)
-    if resume and finished_pair_run(output, retriever, run, len(dataset.train_pairs()), config):
+    pairs = len(dataset.train_pairs())
+    if resume and finished_pair_run(output, retriever, run, pairs, config, accelerator.num_processes):
         return output
-    accelerator = Accelerator()
     retriever.to(accelerator.device)
     negatives = _negatives(retriever, dataset, config, output, accelerator, show_progress_bar)
     rows = training_rows(dataset, negatives, config.hard_negatives, config.seed)
@@ -153,11 +154,8 @@ def _negatives(
         return None
     path = output / HARD_NEGATIVES_FILE
     wanted = {"split": dataset.split, "depth": config.negative_depth, "miner": config.negative_miner}
-    if path.is_file():
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        if {key: cached.get(key, "backbone" if key == "miner" else None) for key in wanted} == wanted:
-            return cached["negatives"]
-    if accelerator.is_main_process:
+    # the main process alone decides, mines and writes; the others read what it wrote
+    if accelerator.is_main_process and not _cached(path, wanted):
         if config.negative_miner == "bm25":
             from ..search.bm25 import BM25Search
 
@@ -175,6 +173,14 @@ def _negatives(
         write_json_atomic(path, {**wanted, "negatives": negatives})
     accelerator.wait_for_everyone()
     return json.loads(path.read_text(encoding="utf-8"))["negatives"]
+
+
+def _cached(path: Path, wanted: dict[str, Any]) -> bool:
+    """Whether ``path`` holds negatives mined with the ``wanted`` split, depth and miner."""
+    if not path.is_file():
+        return False
+    cached = json.loads(path.read_text(encoding="utf-8"))
+    return {key: cached.get(key, "backbone" if key == "miner" else None) for key in wanted} == wanted
 
 
 __all__ = ["HARD_NEGATIVES_FILE", "TrainingConfig", "mine_hard_negatives", "train", "training_rows"]

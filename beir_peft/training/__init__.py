@@ -9,7 +9,8 @@
   implements;
 * :mod:`.pairs`: :func:`~.pairs.fit`, training on rows of (query, passages[, label]): the
   supervised methods, GPL's MarginMSE and DDR's REM;
-* :mod:`.checkpoints`: the checkpoint files.
+* :mod:`.checkpoints`: the checkpoint files;
+* :mod:`.processes`: the processes ``torchrun`` / ``accelerate launch`` started (gloo on the CPU).
 
 ART's step (``methods/art/training.py``) and the DAM's (``methods/ddr/dam.py``) live with their
 methods.

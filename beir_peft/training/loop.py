@@ -12,8 +12,10 @@ with ``checkpoint_epochs`` every epoch's end is also checkpointed. Each epoch's 
 function of the seed and the epoch, so a resumed run sees the same batches, and the RNG state
 (dropout, masking) is restored: resumed runs end with the same weights as uninterrupted ones.
 
-Runs in one process (tested on the CPU; a GPU when one is visible). Multi-process training is not
-supported yet: in-batch negatives would not be gathered across processes.
+Runs in one process or, under ``torchrun`` / ``accelerate launch``, in several (accelerate starts
+the process group from the launcher's environment: NCCL on GPUs, gloo on the CPU; tested on the
+CPU with 2 gloo processes). The module is wrapped in DistributedDataParallel by accelerate; the
+logged loss is the mean over the processes; each process's RNG state goes into the checkpoints.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from .checkpoints import Checkpoint, rng_state, set_rng_state
+from .processes import new_accelerator
 from .run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -76,14 +79,17 @@ class LoopSettings:
 
 @dataclass(frozen=True)
 class LoopResult:
-    """What the loop did: steps taken, the schedule's length and each epoch's seconds (the last
-    one possibly partial)."""
+    """What the loop did: steps taken, the schedule's length, each epoch's seconds (the last one
+    possibly partial) and the loss of the first and the last step (the mean over the processes;
+    ``None``: a step with nothing to learn from)."""
 
     steps: int
     steps_per_epoch: int
     total_steps: int
     processes: int
     epoch_seconds: list[float]
+    first_loss: float | None = None
+    last_loss: float | None = None
 
 
 class TrainingStep:
@@ -148,11 +154,23 @@ class ShuffledBatches:
 
 
 class LoaderBatches:
-    """A prepared DataLoader's batches, over ``accelerator.num_processes`` processes."""
+    """A DataLoader's global batches, each split across the processes (accelerate's
+    ``split_batches``): process ``r`` of ``N`` takes rows ``[r * B, (r + 1) * B)`` of every batch of
+    ``N * B`` rows, so ``N`` processes train on the batches one process would."""
 
     def __init__(self, accelerator: Any, loader: Any, sampler: Any):
-        self.accelerator, self.loader, self.sampler = accelerator, loader, sampler
-        self.steps_per_epoch = math.ceil(len(sampler) / accelerator.num_processes)
+        from accelerate.data_loader import prepare_data_loader
+
+        self.accelerator, self.sampler = accelerator, sampler
+        self.loader = prepare_data_loader(
+            loader,
+            accelerator.device,
+            num_processes=accelerator.num_processes,
+            process_index=accelerator.process_index,
+            split_batches=True,
+            put_on_device=True,
+        )
+        self.steps_per_epoch = len(sampler)
 
     def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
         batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
@@ -187,14 +205,13 @@ def run_loop(
     ``resume`` the loop continues from ``folder``'s newest checkpoint. At the end (main process)
     ``method.save`` writes the finished model and the checkpoints are removed.
     """
-    from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or new_accelerator()
     checkpoint = folder.resume_checkpoint(identity, normalize_identity) if resume else None
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    # Each process takes every num_processes-th batch; accelerate's scheduler wrapper then steps
-    # num_processes times per optimizer step, so the schedule is laid out over all processes' steps.
+    # accelerate's scheduler wrapper steps num_processes times per optimizer step (it assumes each
+    # process takes its own batches), so the schedule is laid out over num_processes times the steps.
     processes = accelerator.num_processes
     steps_per_epoch = batches.steps_per_epoch
     total_steps = settings.total_steps(steps_per_epoch)
@@ -205,19 +222,20 @@ def run_loop(
     at = (
         _Position()
         if checkpoint is None
-        else _restore(checkpoint, method, optimizer, scheduler, steps_per_epoch)
+        else _restore(checkpoint, method, optimizer, scheduler, steps_per_epoch, accelerator.process_index)
     )
 
     def checkpoint_now(epoch: int, batches_done: int, elapsed: float) -> None:
+        rng = _rng_states(accelerator)  # every process takes part in the gather
         if not accelerator.is_main_process:
             return
         tensors, extra = method.checkpoint_extras()
         folder.save_checkpoint(
             at.step,
             method.trainable_state(),
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), **tensors},
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng, **tensors},
             {"epoch": epoch, "batches_done": batches_done, "epoch_seconds": at.epoch_times, "epoch_elapsed": elapsed,
-             **extra, "run": dict(identity)},
+             "first_loss": at.first_loss, **extra, "run": dict(identity)},
             keep=settings.keep_checkpoints,
         )  # fmt: skip
 
@@ -236,9 +254,12 @@ def run_loop(
                 if settings.max_grad_norm:
                     accelerator.clip_grad_norm_(parameters, settings.max_grad_norm)
                 optimizer.step()
-                value = float(loss.detach())
+                value = float(accelerator.reduce(loss.detach(), "mean") if processes > 1 else loss.detach())
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            at.last_loss = None if loss is None else value
+            if at.step == 0:
+                at.first_loss = at.last_loss
             at.step, at.done_in_epoch = at.step + 1, at.done_in_epoch + 1
             progress.update(1)
             progress.set_postfix(
@@ -257,9 +278,8 @@ def run_loop(
     progress.close()
     module.eval()
 
-    result = LoopResult(
-        at.step, steps_per_epoch, total_steps, processes, [round(t, 2) for t in at.epoch_times]
-    )
+    result = LoopResult(at.step, steps_per_epoch, total_steps, processes, [round(t, 2) for t in at.epoch_times],
+                        at.first_loss, at.last_loss)  # fmt: skip
     if accelerator.is_main_process:
         method.save(result)
         folder.clean_up()
@@ -267,15 +287,27 @@ def run_loop(
     return result
 
 
+def _rng_states(accelerator) -> dict[str, Any]:
+    """The checkpoint's RNG entries: ``rng`` (this process's state; process 0's with several) and,
+    with several processes, ``rng_ranks`` (every process's, in rank order)."""
+    if accelerator.num_processes == 1:
+        return {"rng": rng_state()}
+    from accelerate.utils import gather_object
+
+    states = gather_object([rng_state()])
+    return {"rng": states[0], "rng_ranks": states}
+
+
 def _restore(
-    checkpoint: Checkpoint, method: TrainingStep, optimizer, scheduler, steps_per_epoch: int
+    checkpoint: Checkpoint, method: TrainingStep, optimizer, scheduler, steps_per_epoch: int, rank: int
 ) -> _Position:
-    """Put back what ``checkpoint`` holds (the trained tensors, optimizer, scheduler, RNG state and the
-    method's extras); returns where the interrupted run stood."""
+    """Put back what ``checkpoint`` holds (the trained tensors, optimizer, scheduler, process ``rank``'s
+    RNG state and the method's extras); returns where the interrupted run stood."""
     method.load_trainable_state(checkpoint.trainable, where=str(checkpoint.path))
     optimizer.load_state_dict(checkpoint.optimizer_state["optimizer"])
     scheduler.load_state_dict(checkpoint.optimizer_state["scheduler"])
-    set_rng_state(checkpoint.optimizer_state.get("rng", {}))
+    saved = checkpoint.optimizer_state
+    set_rng_state(saved["rng_ranks"][rank] if "rng_ranks" in saved else saved.get("rng", {}))
     method.load_checkpoint_extras(checkpoint.optimizer_state, checkpoint.state)
     at = _Position.of(checkpoint, steps_per_epoch)
     logger.info(
@@ -291,14 +323,16 @@ def _restore(
 @dataclass
 class _Position:
     """Where a run stands: steps taken, the epoch and the batches done in it, each epoch's seconds
-    so far, and (``carried``, on resume) the seconds the interrupted run had spent in the epoch it
-    resumes (``epoch_seconds`` covers both segments)."""
+    so far, (``carried``, on resume) the seconds the interrupted run had spent in the epoch it
+    resumes (``epoch_seconds`` covers both segments), and the first and the latest step's loss."""
 
     step: int = 0
     epoch: int = 0
     done_in_epoch: int = 0
     epoch_times: list[float] = field(default_factory=list)
     carried: float = 0.0
+    first_loss: float | None = None
+    last_loss: float | None = None
 
     @classmethod
     def of(cls, checkpoint: Checkpoint, steps_per_epoch: int) -> _Position:
@@ -310,6 +344,7 @@ class _Position:
             done_in_epoch=int(state["batches_done"]) if "batches_done" in state else step % steps_per_epoch,
             epoch_times=list(state.get("epoch_seconds", [])),
             carried=float(state.get("epoch_elapsed", 0.0)),
+            first_loss=state.get("first_loss"),
         )
 
 

@@ -6,6 +6,12 @@ keeps a batch free of duplicates, which would be in-batch *false* negatives), th
 in-batch negative loss for dual encoders, ColBERT's pairwise or in-batch loss for late interaction,
 or the method's own), run through :func:`~beir_peft.training.loop.run_loop`, and a final retriever
 folder (``beir_peft.load``-able) with the training record in its config.
+
+On ``N`` processes (``torchrun``, ``accelerate launch``) ``batch_size`` is per process: the sampler
+draws batches of ``N * batch_size`` rows, each process trains on its slice of every batch, and
+DPR's in-batch loss gathers the passages of all processes (with gradient), so ``N`` processes with
+batch ``B`` train on the batches, in-batch negatives and loss of one process with batch ``N * B``
+(ColBERT's pairwise loss needs no gathering; its in-batch variant is refused on several).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ..models.tuned import TunedRetriever
 from ..registry import LATE_INTERACTION, retriever_kind
 from .config import TrainingConfig
 from .loop import LoaderBatches, LoopResult, LoopSettings, TrainingStep, run_loop
+from .processes import new_accelerator
 from .run_folder import RunFolder
 
 #: the row field :func:`fit` passes to the loss as labels instead of encoding it
@@ -64,17 +71,18 @@ def fit(
     been checked (:meth:`RunFolder.check`). ``on_step`` is called with ``(step, loss)`` after every
     optimizer step.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     if not rows:
         raise DatasetError(f"{run.get('dataset')}: no training rows")
     folder = pair_run_folder(output_dir)
-    accelerator = accelerator or Accelerator()
-    set_seed(config.seed)
+    accelerator = accelerator or new_accelerator()
+    set_seed(config.seed, device_specific=True)  # each process its own dropout; process 0: the seed
     retriever.to(accelerator.device)
     learning_rate = config.learning_rate_for(retriever.method)
-    record = {**run, "pairs": len(rows), **config.to_dict(), "learning_rate": learning_rate}
+    world_size = accelerator.num_processes
+    record = {**run, "pairs": len(rows), **config.to_dict(), "learning_rate": learning_rate,
+              "world_size": world_size}  # fmt: skip
     identity = run_identity(record)
     if resume and folder.finished({"method": retriever.method, **identity}):
         return folder.output
@@ -85,7 +93,7 @@ def fit(
     columns = [c for c in rows[0] if c != LABEL]
     convert = {c: (texts_of or {}).get(c, _same) for c in columns}
     has_labels = LABEL in rows[0]
-    data, sampler = _batches(rows, config.batch_size, config.seed, no_duplicates)
+    data, sampler = _batches(rows, config.batch_size * world_size, config.seed, no_duplicates)
     loader = torch.utils.data.DataLoader(
         data,
         batch_sampler=sampler,
@@ -97,7 +105,7 @@ def fit(
         # resumed run would see different dropout masks than an uninterrupted one
         generator=torch.Generator().manual_seed(config.seed),
     )
-    batches = LoaderBatches(accelerator, accelerator.prepare(loader), sampler)
+    batches = LoaderBatches(accelerator, loader, sampler)
     settings = LoopSettings(
         learning_rate=learning_rate,
         epochs=config.epochs,
@@ -153,6 +161,7 @@ class _PairStep(TrainingStep):
         save_retriever(self.retriever, self.output, training={
             **self.record, "steps_per_epoch": result.steps_per_epoch, "total_steps": result.total_steps,
             "processes": result.processes, "steps": result.steps, "epoch_seconds": result.epoch_seconds,
+            "first_loss": result.first_loss, "last_loss": result.last_loss,
         })  # fmt: skip
 
 
@@ -191,15 +200,23 @@ def _is_late_interaction(retriever) -> bool:
 
 
 def _loss(retriever, module, config: TrainingConfig):
-    """DPR's in-batch NLL for dual encoders; ColBERT's pairwise (or in-batch) MaxSim cross-entropy."""
+    """DPR's in-batch NLL for dual encoders (on several processes the passages of all are gathered);
+    ColBERT's pairwise (or, in one process, in-batch) MaxSim cross-entropy."""
+    gather = torch.distributed.is_available() and torch.distributed.is_initialized()
     if not _is_late_interaction(retriever):
-        return DualEncoderMNRLoss(module, scale=config.scale)
+        return DualEncoderMNRLoss(module, scale=config.scale, gather_across_devices=gather)
     in_batch = (
         config.in_batch_negatives if config.in_batch_negatives is not None else config.hard_negatives == 0
     )
     if not in_batch and config.hard_negatives == 0:
         raise ConfigError(
             "pairwise ColBERT training needs hard negatives (--hard-negatives 1) or in-batch negatives"
+        )
+    if in_batch and gather:
+        # gathering token vectors across processes did not reproduce one process's gradients (tested
+        # on 2 gloo processes): refused rather than trained differently
+        raise ConfigError(
+            "ColBERT with in-batch negatives trains in one process only; use hard negatives (pairwise) on several"
         )
     return ColBERTPairwiseLoss(module, in_batch_negatives=in_batch, scale=1.0)
 
@@ -225,21 +242,29 @@ def run_identity(record: Mapping[str, Any]) -> dict[str, Any]:
         "negative_miner",
         "seed",
         "scale",
+        "world_size",
     )
     identity = {k: record.get(k) for k in keys}
-    identity["negative_miner"] = (
-        identity["negative_miner"] or "backbone"
-    )  # checkpoints from before the option
+    # checkpoints and folders from before the options: the backbone's negatives, one process
+    identity["negative_miner"] = identity["negative_miner"] or "backbone"
+    identity["world_size"] = identity["world_size"] or 1
     return identity
 
 
 def finished_pair_run(
-    output: str | Path, retriever, run: Mapping[str, Any], pairs: int, config: TrainingConfig
+    output: str | Path,
+    retriever,
+    run: Mapping[str, Any],
+    pairs: int,
+    config: TrainingConfig,
+    world_size: int = 1,
 ) -> bool:
-    """Whether ``output`` holds this run finished: the same settings check as an interrupted run
-    (:func:`run_identity`) plus the method, against the folder's training record."""
+    """Whether ``output`` holds this run finished (on ``world_size`` processes): the same settings
+    check as an interrupted run (:func:`run_identity`) plus the method, against the folder's
+    training record."""
     learning_rate = config.learning_rate_for(retriever.method)
-    identity = run_identity({**run, "pairs": pairs, **config.to_dict(), "learning_rate": learning_rate})
+    identity = run_identity({**run, "pairs": pairs, **config.to_dict(), "learning_rate": learning_rate,
+                             "world_size": world_size})  # fmt: skip
     return pair_run_folder(output).finished({"method": retriever.method, **identity})
 
 

@@ -51,6 +51,7 @@ from ...training.loop import (
     TrainingStep,
     run_loop,
 )
+from ...training.processes import new_accelerator
 from ...training.run_folder import RunFolder
 from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache, teacher_record
 
@@ -173,8 +174,10 @@ def train_art(
     config = config or ARTConfig()
     folder = RunFolder(Path(output_dir))
     folder.check(resume=resume and not overwrite, overwrite=overwrite)
-    if overwrite:
+    accelerator = new_accelerator(device_placement=False)
+    if overwrite and accelerator.is_main_process:
         folder.clear()
+    accelerator.wait_for_everyone()
     if len(questions) < 1 or len(corpus) < config.top_k:
         raise DatasetError(
             f"ART needs questions and at least top_k={config.top_k} passages; got {len(questions)} "
@@ -191,7 +194,7 @@ def train_art(
         del wanted["student_temperature"]
     if resume and folder.finished(wanted):
         return folder.output
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(config.device) if config.device else accelerator.device
     torch.manual_seed(config.seed)
     retriever = retriever or build_student(config)
     retriever.to(device)
@@ -199,7 +202,7 @@ def train_art(
         config.teacher, device=str(device), batch_size=config.teacher_batch_size, dtype=config.teacher_dtype
     )
     step = _ARTStep(retriever, questions, corpus, TeacherCache(teacher, questions, corpus), teacher, config,
-                    folder.output, dataset_name, device, on_step)  # fmt: skip
+                    folder.output, dataset_name, device, on_step, accelerator)  # fmt: skip
     question_ids = list(questions)
     batches = ShuffledBatches(
         lambda epoch: _shuffled(question_ids, config.seed + epoch),
@@ -216,10 +219,9 @@ def train_art(
         checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints,
     )
-    from accelerate import Accelerator
 
     run_loop(step, batches, settings, folder, module=retriever.module, parameters=retriever.trainable_parameters(),
-             identity=identity, accelerator=Accelerator(device_placement=False), resume=resume,
+             identity=identity, accelerator=accelerator, resume=resume,
              desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 
@@ -236,7 +238,7 @@ class _ARTStep(TrainingStep):
     passage index, score them with the teacher (cached), KL toward the teacher."""
 
     def __init__(self, retriever, questions, corpus, cache, teacher, config: ARTConfig, output: Path,
-                 dataset_name: str, device, on_step):  # fmt: skip
+                 dataset_name: str, device, on_step, accelerator):  # fmt: skip
         self.retriever, self.questions, self.cache, self.teacher = retriever, questions, cache, teacher
         self.config, self.output, self.dataset_name, self.device, self.on_step = (
             config,
@@ -245,6 +247,7 @@ class _ARTStep(TrainingStep):
             device,
             on_step,
         )
+        self.accelerator = accelerator
         self.doc_ids = list(corpus)
         self.passages = [passage_text(corpus[d]) for d in self.doc_ids]
         self.temperature = student_temperature(config, retriever)
@@ -261,10 +264,7 @@ class _ARTStep(TrainingStep):
     def loss(self, batch_ids, step):
         config, retriever = self.config, self.retriever
         if self.index is None or (step % config.refresh_every == 0 and self.index_step != step):
-            self.index = retriever.encode(
-                self.passages, side=PASSAGE, batch_size=config.encode_batch_size, convert_to_tensor=True,
-                show_progress_bar=False,
-            ).to(self.device)  # fmt: skip
+            self.index = self._encode_passages()
             self.index_step = step
             logger.info("Rebuilt the passage index at step %d", step)
         with torch.no_grad():
@@ -293,6 +293,25 @@ class _ARTStep(TrainingStep):
             retriever.tokenize([self.passages[i] for row in informative for i in top[row]]),
         ]
         return self.loss_fn(features, teacher_scores[informative])
+
+    def _encode_passages(self) -> torch.Tensor:
+        """The passage index, ``(passages, dim)`` on ``self.device``. On ``N`` processes each
+        encodes a contiguous ``1/N`` of the passages and the shards are gathered in rank order
+        (padded to one length for the gather, then trimmed)."""
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        per = math.ceil(len(self.passages) / processes)
+        shards = [self.passages[r * per : (r + 1) * per] for r in range(processes)]
+        mine = torch.zeros(0, self.retriever.embedding_dim, device=self.device)
+        if shards[rank]:
+            mine = self.retriever.encode(
+                shards[rank], side=PASSAGE, batch_size=self.config.encode_batch_size, convert_to_tensor=True,
+                show_progress_bar=False,
+            ).to(self.device)  # fmt: skip
+        if processes == 1:
+            return mine
+        gathered = self.accelerator.gather(self.accelerator.pad_across_processes(mine, dim=0))
+        gathered = gathered.view(processes, per, -1)
+        return torch.cat([gathered[r, : len(shard)] for r, shard in enumerate(shards)])
 
     def after_step(self, step, loss):
         if self.on_step is not None:

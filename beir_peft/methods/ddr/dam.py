@@ -36,6 +36,7 @@ from ...training.loop import (
     TrainingStep,
     run_loop,
 )
+from ...training.processes import new_accelerator
 from ...training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ def train_dam(
         return folder.output
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerator = new_accelerator(device_placement=False)
+    device = torch.device(config.device) if config.device else accelerator.device
     torch.manual_seed(config.seed)
     pipeline = load_backbone(init, device="cpu")
     init_path = Path(resolve_backbone(init))
@@ -173,10 +175,9 @@ def train_dam(
         checkpoint_every=config.checkpoint_every,
         keep_checkpoints=1,
     )
-    from accelerate import Accelerator
 
     run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
-             accelerator=Accelerator(device_placement=False), resume=True, desc=f"DAM (MLM) on {corpus_name}",
+             accelerator=accelerator, resume=True, desc=f"DAM (MLM) on {corpus_name}",
              show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 

@@ -48,6 +48,7 @@ from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
 from ...registry import student_methods
 from ...search import SINGLE_VECTOR_SEARCHES
+from ...training.processes import process_group
 from .negatives import DEFAULT_MINERS, mine_negatives
 from .pseudo_labels import (
     DEFAULT_CROSS_ENCODER,
@@ -192,16 +193,24 @@ def run_gpl(
             f"labeler must have margins(triples, queries, corpus) and describe(); got {type(labeler).__name__}"
         )
     teacher = labeler.describe() if labeler is not None else cross_encoder_record(config.cross_encoder)
-    _check_folder(output, config, queries_file, overwrite, teacher)
+    group = process_group()
+    _check_folder(output, config, queries_file, overwrite, teacher, group)
+    # on several processes only the main one speaks; the generation and labelling shards are split by rank
+    echo = echo if group.is_main_process else _silent
+    show_progress_bar = show_progress_bar and group.is_main_process
+    device = config.device or (str(group.device) if group.num_processes > 1 else None)
 
     sample = _stage(
-        output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
+        group, output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
     )
     generated = _stage(
+        group,
         output / QUERIES_FILE,
         echo,
         "queries",
-        lambda: _generate(corpus, sample, config, output / f"{QUERIES_FILE}.parts", show_progress_bar),
+        lambda: _generate(
+            corpus, sample, config, device, group, output / f"{QUERIES_FILE}.parts", show_progress_bar
+        ),
         reader=_read_jsonl,
         writer=_write_jsonl,
         parts=output / f"{QUERIES_FILE}.parts",
@@ -214,6 +223,7 @@ def run_gpl(
         raise DatasetError(f"GPL needs at least 2 training queries, got {len(queries)}")
     sub_corpus = {doc_id: corpus[doc_id] for doc_id in sample["doc_ids"]}
     negatives_rows = _stage(
+        group,
         output / NEGATIVES_FILE,
         echo,
         "hard negatives",
@@ -227,7 +237,7 @@ def run_gpl(
                 depth=config.negatives_per_miner,
                 search=config.mining_search,
                 batch_size=config.mining_batch_size,
-                device=config.device,
+                device=device,
                 show_progress_bar=show_progress_bar,
                 max_seq_length=config.mining_max_seq_length,
             ).items()
@@ -237,6 +247,7 @@ def run_gpl(
     )
     negatives = {row["qid"]: row["neg"] for row in negatives_rows}
     training = _stage(
+        group,
         output / TRAINING_FILE,
         echo,
         "pseudo labels",
@@ -247,6 +258,8 @@ def run_gpl(
             corpus,
             config,
             labeler,
+            device,
+            group,
             output / f"{TRAINING_FILE}.parts",
             show_progress_bar,
         ),
@@ -259,7 +272,9 @@ def run_gpl(
         from .tsdae import train_tsdae
 
         tsdae_dir = output / TSDAE_DIR
-        if (tsdae_dir / "modules.json").is_file():
+        pretrained = (tsdae_dir / "modules.json").is_file()
+        group.wait_for_everyone()  # every process has looked before the main one writes
+        if pretrained:
             echo(f"TSDAE: reusing {tsdae_dir}")
         else:
             echo(f"TSDAE: pre-training {backbone} on {len(sub_corpus)} passages")
@@ -274,34 +289,55 @@ def run_gpl(
 
 
 # ------------------------------------------------------------------------------- stage plumbing
+def _silent(_message: str) -> None:
+    """The ``echo`` of the processes other than the main one."""
+
+
 def _stage(
-    path: Path, echo, name: str, build, *, reader=None, writer=None, parts=None, given=None, given_note=""
-):
+    group, path: Path, echo, name: str, build, *, reader=None, writer=None, parts=None, given=None,
+    given_note="",
+):  # fmt: skip
     """The stage's output: read from ``path`` when it exists, else built and written atomically.
 
-    ``parts``: the stage's shard folder, removed once the merged output is in place.
+    ``parts``: the stage's shard folder, removed once the merged output is in place. On several
+    processes (``group``) a sharded stage (one with ``parts``) is built by all of them, each its own
+    shards (:func:`_sharded`); any other is built by the main process and read by the others. Only
+    the main process writes.
     """
-    if path.is_file():
+    exists = path.is_file()
+    group.wait_for_everyone()  # every process has looked before any writes
+    if exists:
         echo(f"{name}: reusing {path}")
         return (reader or _read_json)(path)
     echo(f"{name}: {given_note}" if given is not None else f"{name}: computing")
-    value = given() if given is not None else build()
-    (writer or write_json_atomic)(path, value)
-    if parts is not None:
-        shutil.rmtree(parts, ignore_errors=True)
-    return value
+    value = None
+    if group.is_main_process or (parts is not None and given is None):
+        value = given() if given is not None else build()
+    group.wait_for_everyone()  # every process has read the shards
+    if group.is_main_process:
+        (writer or write_json_atomic)(path, value)
+        if parts is not None:
+            shutil.rmtree(parts, ignore_errors=True)
+    group.wait_for_everyone()
+    return value if value is not None else (reader or _read_json)(path)
 
 
-def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool, teacher: dict) -> None:
+def _check_folder(
+    output: Path, config: GPLConfig, queries_file, overwrite: bool, teacher: dict, group
+) -> None:
+    """Refuse a folder holding a GPL run with other settings (every process); with ``overwrite``,
+    clear it; record the settings (the main process)."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output}: exists and is not a folder")
     record = {
         **config.to_dict(),
         "queries_file": str(queries_file) if queries_file else None,
         "pseudo_labeler": teacher,
+        # --batch-size is per process: N processes label and train on N times the triples
+        "world_size": group.num_processes,
     }
     path = output / CONFIG_FILE
-    if overwrite and output.is_dir():
+    if overwrite and output.is_dir() and group.is_main_process:
         for name in (CONFIG_FILE, SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE):
             (output / name).unlink(missing_ok=True)
         for name in (TSDAE_DIR, f"{QUERIES_FILE}.parts", f"{TRAINING_FILE}.parts"):
@@ -309,18 +345,22 @@ def _check_folder(output: Path, config: GPLConfig, queries_file, overwrite: bool
         from ...training.pairs import pair_run_folder
 
         pair_run_folder(output).clear()
-    elif path.is_file():
+    elif path.is_file() and not overwrite:
         saved = json.loads(path.read_text(encoding="utf-8"))
         # folders written before the teacher was recorded were labelled by their cross-encoder
         saved.setdefault("pseudo_labeler", cross_encoder_record(saved.get("cross_encoder", "")))
+        saved.setdefault("world_size", 1)  # and by one process
         changed = sorted(k for k in record if k not in OPERATIONAL and saved.get(k) != record[k])
         if changed:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {record[k]!r}" for k in changed)
             raise ConfigError(
                 f"{output} holds a GPL run with other settings ({detail}); use another folder or --overwrite"
             )
-    output.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, record)
+    group.wait_for_everyone()  # every process has checked before the main one writes
+    if group.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, record)
+    group.wait_for_everyone()
 
 
 def _read_json(path: Path):
@@ -338,18 +378,26 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _sharded(folder: Path, items: list, size: int, make, desc: str, show: bool) -> list:
-    """Process ``items`` in shards of ``size``; each shard's rows saved in ``folder`` once done."""
+def _sharded(folder: Path, items: list, size: int, make, desc: str, show: bool, group) -> list:
+    """Process ``items`` in shards of ``size``; each shard's rows saved in ``folder`` once done.
+
+    Process ``r`` of ``N`` (``group``) makes shards ``r, r + N, ...``; once all are done the rows are
+    read back in shard order, so the result does not depend on ``N``. ``make(first, part)`` must
+    depend only on its arguments (generation is seeded by the first item's position).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    rows: list = []
-    for index, part in tqdm(list(chunks(items, size)), desc=desc, disable=not show):
+    shards = [part for _index, part in chunks(items, size)]
+    mine = range(group.process_index, len(shards), group.num_processes)
+    made: dict[int, list] = {}
+    for index in tqdm(mine, desc=desc, disable=not show):
         path = folder / f"part-{index:05d}.jsonl"
-        if path.is_file():
-            rows.extend(_read_jsonl(path))
-            continue
-        made = list(make(index * size, part))
-        _write_jsonl(path, made)
-        rows.extend(made)
+        if not path.is_file():
+            made[index] = list(make(index * size, shards[index]))
+            _write_jsonl(path, made[index])
+    group.wait_for_everyone()
+    rows: list = []
+    for index in range(len(shards)):
+        rows.extend(made[index] if index in made else _read_jsonl(folder / f"part-{index:05d}.jsonl"))
     return rows
 
 
@@ -368,10 +416,12 @@ def _sample(corpus: Mapping[str, Any], config: GPLConfig, queries_file) -> dict[
     }
 
 
-def _generate(corpus, sample, config: GPLConfig, parts: Path, show: bool) -> list[dict[str, str]]:
+def _generate(
+    corpus, sample, config: GPLConfig, device, group, parts: Path, show: bool
+) -> list[dict[str, str]]:
     generator = QueryGenerator(
         config.generator,
-        device=config.device,
+        device=device,
         settings=GenerationSettings(
             top_p=config.top_p,
             top_k=config.top_k,
@@ -389,6 +439,7 @@ def _generate(corpus, sample, config: GPLConfig, parts: Path, show: bool) -> lis
         lambda first, ids: generate_queries(generator, corpus, ids, per_passage, config.seed, first),
         "generating queries",
         show,
+        group,
     )
 
 
@@ -414,12 +465,14 @@ def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, 
     return rows
 
 
-def _label(queries, positives, negatives, corpus, config: GPLConfig, labeler, parts: Path, show: bool):
-    triples = draw_triples(list(queries), positives, negatives, config.steps * config.batch_size, config.seed)
+def _label(queries, positives, negatives, corpus, config: GPLConfig, labeler, device, group, parts: Path,
+           show: bool):  # fmt: skip
+    wanted = config.steps * config.batch_size * group.num_processes  # every step's batch on every process
+    triples = draw_triples(list(queries), positives, negatives, wanted, config.seed)
     if labeler is None:
         labeler = PseudoLabeler(
             config.cross_encoder, max_length=config.max_seq_length, batch_size=config.cross_encoder_batch_size,
-            device=config.device,
+            device=device,
         )  # fmt: skip
 
     def make(_first, part):
@@ -428,7 +481,7 @@ def _label(queries, positives, negatives, corpus, config: GPLConfig, labeler, pa
             {"qid": q, "pos": p, "neg": n, "margin": m} for (q, p, n), m in zip(part, margins, strict=True)
         ]
 
-    return _sharded(parts, triples, config.shard_size, make, "pseudo labels", show)
+    return _sharded(parts, triples, config.shard_size, make, "pseudo labels", show, group)
 
 
 def _teacher_note(teacher: Mapping[str, Any]) -> str:

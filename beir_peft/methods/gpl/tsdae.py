@@ -69,8 +69,10 @@ def train_tsdae(
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last:
         logger.info("Resuming TSDAE from %s", last)
-    trainer.train(resume_from_checkpoint=last)
-    with atomic_directory(output) as folder:
-        model.save(str(folder))
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    trainer.train(resume_from_checkpoint=last)  # on several processes: the Trainer's own DDP
+    if trainer.is_world_process_zero():
+        with atomic_directory(output) as folder:
+            model.save(str(folder))
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return output

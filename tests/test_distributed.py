@@ -1,0 +1,78 @@
+"""Training on 2 processes for real: ``torchrun --standalone --nproc_per_node 2`` on the CPU (gloo).
+
+A 2-process run with per-process batch B trains on the batches, in-batch negatives and loss of one
+process with batch 2B (issue 14): the same first (and second) step loss, the same trained tensors,
+a folder that loads and evaluates, and a resume with another number of processes refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+from tiny_models import build_tiny_bert
+
+#: pt2-dpr with no dropout anywhere, two steps of which the first is in warm-up, one checkpoint
+TRAIN = ["train", "pt2-dpr", "--max-steps", "2", "--checkpoint-every", "1", "--no-backbone-dropout",
+         "--set", "prefix_dropout=0", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny"))
+
+
+def _torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               "-m", "beir_peft.cli", *args]  # fmt: skip
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _record(folder) -> dict:
+    return json.loads((folder / "config.json").read_text(encoding="utf-8"))["training"]
+
+
+def test_two_processes_train_as_one_with_the_doubled_batch(tiny_backbone, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    from beir_peft import load
+    from beir_peft.cli import main
+
+    two, one = tmp_path / "two", tmp_path / "one"
+    backbone = ["--backbone", str(tiny_backbone)]
+    done = _torchrun(*TRAIN, *backbone, "--batch-size", "2", "--output", str(two))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("saved ") == 1  # rank 0 alone speaks
+    assert main([*TRAIN, *backbone, "--batch-size", "4", "--output", str(one)]) == 0
+
+    trained_two, trained_one = _record(two), _record(one)
+    assert (trained_two["world_size"], trained_one["world_size"]) == (2, 1)
+    assert trained_two["batch_size"] == 2 and trained_two["steps"] == trained_one["steps"] == 2
+    for key in ("first_loss", "last_loss"):  # the mean over the processes: another reduction order
+        assert trained_two[key] == pytest.approx(trained_one[key], rel=1e-5), key
+    weights_two, weights_one = load_file(two / "weights.safetensors"), load_file(one / "weights.safetensors")
+    assert weights_two.keys() == weights_one.keys()
+    for name in weights_one:
+        torch.testing.assert_close(weights_two[name], weights_one[name], rtol=1e-4, atol=1e-5)
+    assert not (two / "checkpoints").exists()
+
+    texts = ["what is a protein", "cells divide"]
+    torch.testing.assert_close(
+        load(two).encode_queries(texts, convert_to_tensor=True),
+        load(one).encode_queries(texts, convert_to_tensor=True),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert main(["evaluate", "--model", str(two), "-q", "--k-values", "10"]) == 0
+
+    # a run made on 2 processes is not continued (nor returned as finished) on 1
+    capsys.readouterr()
+    assert main([*TRAIN, *backbone, "--batch-size", "2", "--output", str(two), "--resume"]) == 2
+    assert "world_size: 2 -> 1" in capsys.readouterr().err

@@ -129,3 +129,12 @@ def test_shift_positions_is_refused_where_the_embeddings_take_no_position_ids(fa
     backbone = load_backbone(str(build_tiny_encoder(tmp_path, family)))
     with pytest.raises(ConfigError, match="no embeddings with position ids to shift"):
         DeepPromptHost(hf_model(backbone), shift_positions=True)
+
+
+def test_an_encoder_that_shares_one_attention_module_across_layers_is_refused():
+    import transformers
+
+    config = transformers.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+                                       num_attention_heads=4, intermediate_size=37)  # fmt: skip
+    with pytest.raises(ConfigError, match="AlbertModel shares 1 attention module.s. across its 3 layers"):
+        DeepPromptHost(transformers.AlbertModel(config))

@@ -297,6 +297,12 @@ class DeepPromptHost:
                 f"{type(model).__name__} computes its attention in its own forward, not through transformers' "
                 f"attention interface, which deep prompts need (supported: {', '.join(SUPPORTED_ENCODERS)})"
             )
+        layers = getattr(model.config, "num_hidden_layers", len(modules))
+        if len(modules) != layers:  # ALBERT: one attention module called by every layer
+            raise ConfigError(
+                f"{type(model).__name__} shares {len(modules)} attention module(s) across its {layers} layers; "
+                "deep prompts need one per layer"
+            )
         embeddings = getattr(model, "embeddings", None)
         if shift_positions and (
             embeddings is None or "position_ids" not in inspect.signature(embeddings.forward).parameters

@@ -221,8 +221,8 @@ AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
 
 def dispatches_through_interface(module: nn.Module) -> bool:
     """Whether ``module``'s forward looks its attention up in ``ALL_ATTENTION_FUNCTIONS``."""
-    forward = inspect.unwrap(type(module).forward)
-    return "ALL_ATTENTION_FUNCTIONS" in getattr(forward, "__code__", None).co_names
+    code = getattr(inspect.unwrap(type(module).forward), "__code__", None)
+    return code is not None and "ALL_ATTENTION_FUNCTIONS" in code.co_names
 
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
@@ -239,17 +239,14 @@ def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
 
 def _attention_geometry(module: nn.Module, config) -> tuple[int, int]:
     """``(heads, head_dim)`` of a self-attention module, whatever its family names them."""
-    heads = next((getattr(module, a) for a in ("num_attention_heads", "n_heads", "num_heads") if hasattr(module, a)),
-                 config.num_attention_heads)  # fmt: skip
-    head_dim = next(
-        (
-            getattr(module, a)
-            for a in ("attention_head_size", "head_dim", "key_value_proj_dim")
-            if hasattr(module, a)
-        ),
-        config.hidden_size // heads,
+
+    def first(names: tuple[str, ...], default: int) -> int:
+        return int(next((getattr(module, n) for n in names if hasattr(module, n)), default))
+
+    heads = first(("num_attention_heads", "n_heads", "num_heads"), config.num_attention_heads)
+    return heads, first(
+        ("attention_head_size", "head_dim", "key_value_proj_dim"), config.hidden_size // heads
     )
-    return int(heads), int(head_dim)
 
 
 class DeepPromptHost:

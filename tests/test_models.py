@@ -258,7 +258,7 @@ def test_gated_attention_is_stock_attention_plus_gated_prefix_attention():
     with torch.no_grad():
         prompt.gate.copy_(torch.tensor([[0.5, -2.0]]))
     module = SimpleNamespace(
-        layer_idx=0, training=False, is_causal=False, _beir_peft_prompt_state=_PromptState(prompt)
+        _beir_peft_layer=0, training=False, is_causal=False, _beir_peft_prompt_state=_PromptState(prompt)
     )
     q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
@@ -307,13 +307,14 @@ def _tiny_encoder(kind: str):
         "electra": ("ElectraConfig", "ElectraModel", {"embedding_size": 32}),
         "ernie": ("ErnieConfig", "ErnieModel", {}),
         "mpnet": ("MPNetConfig", "MPNetModel", {}),
+        "deberta-v2": ("DebertaV2Config", "DebertaV2Model", {}),
     }[kind]
     torch.manual_seed(0)
     config = getattr(transformers, config_class)(**_TINY, **extra)
     return getattr(transformers, model_class)(config).eval()
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "mpnet"])
 def test_supported_encoders_take_deep_prompts(kind):
     """Every encoder SUPPORTED_ENCODERS names really routes its attention through the prompt."""
     from beir_peft.encoders.deep_prompt import DeepPromptHost
@@ -333,15 +334,14 @@ def test_supported_encoders_take_deep_prompts(kind):
     assert not torch.allclose(prompted, stock_out, atol=1e-4)
 
 
-def test_mpnet_is_refused_and_not_named_as_supported():
+def test_deberta_v2_is_refused_and_not_named_as_supported():
     from beir_peft.encoders.deep_prompt import SUPPORTED_ENCODERS, DeepPromptHost
 
     with pytest.raises(ConfigError) as error:
-        DeepPromptHost(_tiny_encoder("mpnet"))
+        DeepPromptHost(_tiny_encoder("deberta-v2"))
     message = str(error.value)
-    assert message.startswith("MPNetModel has no attention layers")
-    assert "MPNet computes its attention in its own forward and is not supported yet" in message
-    supported = message.split("supported: ", 1)[1].split(";", 1)[0]
-    assert "mpnet" not in supported.lower()
-    assert not any("mpnet" in name.lower() for name in SUPPORTED_ENCODERS)
+    assert message.startswith("DebertaV2Model computes its attention in its own forward")
+    supported = message.split("supported: ", 1)[1]
+    assert "deberta" not in supported.lower()
+    assert not any("deberta" in name.lower() for name in SUPPORTED_ENCODERS)
     assert "\n" not in message

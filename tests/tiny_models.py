@@ -77,3 +77,58 @@ def build_tiny_cross_encoder(folder: Path, seed: int = 0) -> Path:
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+#: the encoder families tests/test_architectures.py builds: transformers config and model class names
+TINY_FAMILIES = {
+    "bert": ("BertConfig", "BertModel"),
+    "roberta": ("RobertaConfig", "RobertaModel"),
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaModel"),
+    "distilbert": ("DistilBertConfig", "DistilBertModel"),
+    "electra": ("ElectraConfig", "ElectraModel"),
+    "mpnet": ("MPNetConfig", "MPNetModel"),
+    "modernbert": ("ModernBertConfig", "ModernBertModel"),
+    "t5": ("T5Config", "T5EncoderModel"),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2Model"),
+}
+
+
+def _tiny_family_config(family: str, tokenizer):
+    """2 layers (ModernBERT: 3, one of them local), 4 heads, 32 wide, ``tokenizer``'s vocabulary."""
+    import transformers
+
+    common = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id}
+    bert_like = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
+                 "max_position_embeddings": 128}  # fmt: skip
+    settings = {
+        "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 37, "max_position_embeddings": 128},
+        "electra": {**bert_like, "embedding_size": 32},
+        "roberta": {**bert_like, "max_position_embeddings": 130},  # RoBERTa's positions start after padding
+        "xlm-roberta": {**bert_like, "max_position_embeddings": 130},
+        "mpnet": {**bert_like, "max_position_embeddings": 130},
+        "modernbert": {**bert_like, "num_hidden_layers": 3, "local_attention": 4, "global_attn_every_n_layers": 2,
+                       "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id,
+                       "cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id},
+        "t5": {"d_model": 32, "d_kv": 8, "d_ff": 37, "num_layers": 2, "num_heads": 4,
+               "eos_token_id": tokenizer.sep_token_id},
+    }.get(family, bert_like)  # fmt: skip
+    return getattr(transformers, TINY_FAMILIES[family][0])(**common, **settings)
+
+
+def build_tiny_encoder(folder: Path, family: str, seed: int = 0) -> Path:
+    """A tiny randomly initialised ``family`` encoder (a key of :data:`TINY_FAMILIES`) with the MiniLM
+    tokenizer and mean pooling, saved as a sentence-transformers folder."""
+    import transformers
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = _tiny_family_config(family, tokenizer)
+    hf_dir = folder / "hf"
+    getattr(transformers, TINY_FAMILIES[family][1])(config).save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    modules = [Transformer(str(hf_dir), max_seq_length=64), Pooling(32, pooling_mode="mean")]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder / "st"))
+    return folder / "st"

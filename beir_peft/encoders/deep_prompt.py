@@ -7,12 +7,14 @@ reparameterisation MLP (kept here as ``projection=True``) and applies dropout to
 
 How it is wired: the prefix enters through a registered ``transformers`` attention function
 (``"beir_peft_deep_prompt"``), so an encoder whose attention dispatches through
-``ALL_ATTENTION_FUNCTIONS`` gets deep prompts without forking its modelling code. Under
-transformers 5 that is checked (tests/test_models.py) for :data:`SUPPORTED_ENCODERS`; MPNet computes
-its attention (with a relative position bias) in its own forward and is refused. With no prompt
-active the function *is* stock SDPA, so a frozen backbone shared by several prompts (query side,
-passage side, other retrievers' prompts: one :class:`DeepPromptHost` per encoder, shared) behaves
-exactly as the original.
+``ALL_ATTENTION_FUNCTIONS`` gets deep prompts without forking its modelling code. MPNet computes
+its attention (with a relative position bias) in its own forward: the host replaces that forward
+with one that calls the same function (:mod:`~beir_peft.encoders.mpnet_prompt`). A relative
+position bias (MPNet's, T5's) covers the real tokens only: prefix keys get none. Checked on tiny
+models of every family in :data:`SUPPORTED_ENCODERS` (tests/test_architectures.py); other encoders
+are refused. With no prompt active the function *is* stock SDPA (MPNet: its own forward), so a
+frozen backbone shared by several prompts (query side, passage side, other retrievers' prompts: one
+:class:`DeepPromptHost` per encoder, shared) behaves exactly as the original.
 
 Two choices that differ from peft's prefix tuning, both faithful to the authors' PT-Retrieval code:
 position ids are not shifted by the prefix length (``shift_positions=False``), and
@@ -27,6 +29,7 @@ starts *exactly* at the zero-shot backbone instead of below it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,10 +41,15 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ..errors import ConfigError
+from . import mpnet_prompt
 
 ATTENTION_NAME = "beir_peft_deep_prompt"
-#: encoders whose self-attention is checked to dispatch through the attention interface (transformers 5)
-SUPPORTED_ENCODERS = ("BERT (e.g. MiniLM)", "RoBERTa", "XLM-R", "CamemBERT", "ELECTRA", "ERNIE")
+#: encoders checked to take deep prompts (tests/test_architectures.py, transformers 5): through the
+#: attention interface, or (MPNet) through the host's own attention forward
+SUPPORTED_ENCODERS = (
+    "BERT (e.g. MiniLM)", "RoBERTa", "XLM-R", "CamemBERT", "ELECTRA", "ERNIE", "DistilBERT", "MPNet",
+    "ModernBERT", "T5 encoder",
+)  # fmt: skip
 #: where an encoder keeps its one DeepPromptHost (see DeepPromptHost.of)
 _HOST_ATTRIBUTE = "_beir_peft_deep_prompt_host"
 
@@ -54,6 +62,13 @@ class _PromptState:
     key_values: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     #: a prompt per batch row (:class:`~beir_peft.encoders.mixed_prompts.RowPrompts`), for mixed batches
     rows: Any = None
+    #: layer -> (key, value) of the plain backbone, filled while :meth:`DeepPromptHost.activations_of` runs
+    captured: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the attention must go through the deep-prompt function (else: the stock path)."""
+        return self.prompt is not None or self.rows is not None or self.captured is not None
 
 
 class DeepPrompt(nn.Module):
@@ -148,18 +163,23 @@ def _deep_prompt_attention(module, query, key, value, attention_mask, **kwargs):
     """Attention with the active prompt's prefix; stock SDPA when none is active.
 
     Shapes: ``query/key/value`` ``(batch, heads, seq, head_dim)``; mask bool ``(batch, 1, q, kv)``
-    (True = attend) or ``None``; returns ``(batch, seq, heads, head_dim)`` as SDPA does.
+    (True = attend), additive float or ``None``; ``kwargs["position_bias"]`` (T5, MPNet), when
+    given, ``(batch or 1, heads, q, kv)`` over the real tokens; returns ``(batch, seq, heads,
+    head_dim)`` as SDPA does. ``module._beir_peft_layer`` is the layer's index (set by the host).
     """
     state: _PromptState | None = getattr(module, "_beir_peft_prompt_state", None)
+    if state is not None and state.captured is not None:
+        state.captured[module._beir_peft_layer] = (key[0], value[0])
     if state is not None and state.rows is not None:  # a mixed batch: a prompt per row
         return state.rows.attention(module, query, key, value, attention_mask, **kwargs)
     if state is None or state.prompt is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    if module.layer_idx == 0 or not state.key_values:
+    layer = module._beir_peft_layer
+    if layer == 0 or not state.key_values:
         # Materialise key/values once per forward (layer 0 runs first): the MLP and dropout run
         # once, not once per layer.
         state.key_values = state.prompt.key_values()
-    prefix_key, prefix_value = state.key_values[module.layer_idx]
+    prefix_key, prefix_value = state.key_values[layer]
     batch = query.shape[0]
     prefix_key = prefix_key.to(query.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
     prefix_value = prefix_value.to(query.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
@@ -167,7 +187,7 @@ def _deep_prompt_attention(module, query, key, value, attention_mask, **kwargs):
         out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)  # (B, S, H, d)
         # g * softmax(q P_k) P_v == softmax(q P_k) (g * P_v): gating the (heads, length, d) values
         # is cheaper than gating the (batch, seq, heads, d) output.
-        gate = state.prompt.gate[module.layer_idx].to(query.dtype).view(1, -1, 1, 1)
+        gate = state.prompt.gate[layer].to(query.dtype).view(1, -1, 1, 1)
         dropout = kwargs.get("dropout", 0.0) if module.training else 0.0
         prefix_out = torch.nn.functional.scaled_dot_product_attention(
             query, prefix_key, prefix_value * gate, dropout_p=dropout, scale=kwargs.get("scaling")
@@ -184,22 +204,49 @@ def _deep_prompt_attention(module, query, key, value, attention_mask, **kwargs):
         else:  # additive float mask
             visible = attention_mask.new_zeros(*attention_mask.shape[:-1], length)
         attention_mask = torch.cat([visible, attention_mask], dim=-1)
+    if kwargs.get("position_bias") is not None:
+        kwargs["position_bias"] = pad_position_bias(kwargs["position_bias"], prefix_key.shape[2])
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def pad_position_bias(bias: torch.Tensor, length: int) -> torch.Tensor:
+    """``bias`` ``(b, heads, q, kv)`` with ``length`` zero columns in front: no position bias on the
+    prefix keys, which have no position."""
+    return torch.cat([bias.new_zeros(*bias.shape[:-1], length), bias], dim=-1)
 
 
 AttentionInterface.register(ATTENTION_NAME, _deep_prompt_attention)
 AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
 
 
+def dispatches_through_interface(module: nn.Module) -> bool:
+    """Whether ``module``'s forward looks its attention up in ``ALL_ATTENTION_FUNCTIONS``."""
+    code = getattr(inspect.unwrap(type(module).forward), "__code__", None)
+    return code is not None and "ALL_ATTENTION_FUNCTIONS" in code.co_names
+
+
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
-    """The self-attention modules that dispatch through the attention interface, in layer order."""
-    found = [
+    """The encoder's self-attention modules deep prompts reach, in layer order: those that dispatch
+    through the attention interface, or MPNet's (see :mod:`~beir_peft.encoders.mpnet_prompt`)."""
+    return [
         m
         for m in model.modules()
-        if hasattr(m, "layer_idx") and hasattr(m, "scaling") and m.layer_idx is not None
+        if (dispatches_through_interface(m) or mpnet_prompt.is_mpnet_attention(m))
+        and not getattr(m, "is_cross_attention", False)
+        and not getattr(m, "is_decoder", False)
     ]
-    found = [m for m in found if not getattr(m, "is_cross_attention", False)]
-    return sorted(found, key=lambda m: m.layer_idx)
+
+
+def _attention_geometry(module: nn.Module, config) -> tuple[int, int]:
+    """``(heads, head_dim)`` of a self-attention module, whatever its family names them."""
+
+    def first(names: tuple[str, ...], default: int) -> int:
+        return int(next((getattr(module, n) for n in names if hasattr(module, n)), default))
+
+    heads = first(("num_attention_heads", "n_heads", "num_heads"), config.num_attention_heads)
+    return heads, first(
+        ("attention_head_size", "head_dim", "key_value_proj_dim"), config.hidden_size // heads
+    )
 
 
 class DeepPromptHost:
@@ -244,27 +291,35 @@ class DeepPromptHost:
         modules = attention_modules(model)
         if not modules:
             raise ConfigError(
-                f"{type(model).__name__} has no attention layers that dispatch through transformers' "
-                f"attention interface, which deep prompts need (supported: {', '.join(SUPPORTED_ENCODERS)}; "
-                "MPNet computes its attention in its own forward and is not supported yet)"
+                f"{type(model).__name__} computes its attention in its own forward, not through transformers' "
+                f"attention interface, which deep prompts need (supported: {', '.join(SUPPORTED_ENCODERS)})"
             )
+        layers = getattr(model.config, "num_hidden_layers", len(modules))
+        if len(modules) != layers:  # ALBERT: one attention module called by every layer
+            raise ConfigError(
+                f"{type(model).__name__} shares {len(modules)} attention module(s) across its {layers} layers; "
+                "deep prompts need one per layer"
+            )
+        embeddings = getattr(model, "embeddings", None)
+        if shift_positions and (
+            embeddings is None or "position_ids" not in inspect.signature(embeddings.forward).parameters
+        ):
+            raise ConfigError(f"{type(model).__name__} has no embeddings with position ids to shift")
         self.model = model
         self.num_layers = len(modules)
-        first = modules[0]
-        self.num_heads = int(getattr(first, "num_attention_heads", model.config.num_attention_heads))
-        self.head_dim = int(getattr(first, "attention_head_size", model.config.hidden_size // self.num_heads))
+        self.num_heads, self.head_dim = _attention_geometry(modules[0], model.config)
         self.shift_positions = shift_positions
         self.state = _PromptState()
-        for module in modules:
+        for layer, module in enumerate(modules):
             module._beir_peft_prompt_state = self.state
-        model.set_attn_implementation(ATTENTION_NAME)
+            module._beir_peft_layer = layer
+            if mpnet_prompt.is_mpnet_attention(module):
+                mpnet_prompt.install(module, _deep_prompt_attention)
+        if any(dispatches_through_interface(m) for m in modules):
+            model.set_attn_implementation(ATTENTION_NAME)
         if shift_positions:
             # The embeddings module is called as a module (so its hooks run) even when the encoder's
             # own forward is called directly, as sentence-transformers does.
-            model.get_input_embeddings()  # fail early on encoders without embeddings
-            embeddings = getattr(model, "embeddings", None)
-            if embeddings is None:
-                raise ConfigError(f"{type(model).__name__} has no embeddings module to shift positions in")
             embeddings.register_forward_pre_hook(self._shift_positions, with_kwargs=True)
         model.__dict__[_HOST_ATTRIBUTE] = self
 
@@ -317,40 +372,22 @@ class DeepPromptHost:
         ``features``: one tokenised sequence (batch 1). Returns ``keys, values`` of shape
         ``(layers, heads, seq, head_dim)``.
         """
-        captured: dict[tuple[int, str], torch.Tensor] = {}
-        handles = []
-        for module in attention_modules(self.model):
-            for name in ("key", "value"):
-                linear = getattr(module, name, None)
-                if linear is None:
-                    raise ConfigError(
-                        f"{type(module).__name__} has no '{name}' projection to initialise a prefix from"
-                    )
-
-                def hook(_m, _i, out, idx=module.layer_idx, kind=name):
-                    captured[(idx, kind)] = out
-
-                handles.append(linear.register_forward_hook(hook))
+        accepted = inspect.signature(self.model.forward).parameters
+        inputs = {
+            k: v
+            for k, v in features.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids") and k in accepted
+        }
+        self.state.captured = {}
         try:
             with self.use(None):
-                self.model(
-                    **{
-                        k: v
-                        for k, v in features.items()
-                        if k in ("input_ids", "attention_mask", "token_type_ids")
-                    }
-                )
+                self.model(**inputs)
+            captured = self.state.captured
         finally:
-            for handle in handles:
-                handle.remove()
-
-        def stack(kind: str) -> torch.Tensor:
-            per_layer = [captured[(i, kind)][0] for i in range(self.num_layers)]  # (seq, hidden)
-            return torch.stack(
-                [t.view(t.shape[0], self.num_heads, self.head_dim).transpose(0, 1) for t in per_layer]
-            )
-
-        return stack("key"), stack("value")
+            self.state.captured = None
+        # (heads, seq, head_dim) per layer, as the layer's attention receives them
+        keys, values = zip(*(captured[i] for i in range(self.num_layers)), strict=True)
+        return torch.stack(keys), torch.stack(values)
 
 
 def text_activations(
@@ -416,6 +453,8 @@ __all__ = [
     "SUPPORTED_ENCODERS",
     "attention_modules",
     "default_init_text",
+    "dispatches_through_interface",
     "new_deep_prompts",
+    "pad_position_bias",
     "text_activations",
 ]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from .deep_prompt import DeepPrompt
+from .deep_prompt import DeepPrompt, pad_position_bias
 
 
 class RowPrompts:
@@ -91,10 +91,10 @@ class RowPrompts:
         ``_deep_prompt_attention`` (``query/key/value`` ``(B, H, S, d)``; returns ``(B, S, H, d)``)."""
         if not self.prompts:  # no row has a prompt: the plain backbone
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-        if module.layer_idx == 0 or self._stacked is None:
+        layer = module._beir_peft_layer
+        if layer == 0 or self._stacked is None:
             self._stacked = self._stack(query.device, query.dtype)
         keys, values, visible, gates, gated = self._stacked
-        layer = module.layer_idx
         rows = self._rows.to(query.device)
         row_gated = gated[rows]
         if bool(row_gated.all()):
@@ -105,7 +105,8 @@ class RowPrompts:
         for selected in (row_gated, ~row_gated):
             idx = selected.nonzero().squeeze(1)
             mask = _rows_of(attention_mask, idx)
-            parts = (module, query[idx], key[idx], value[idx], mask, rows[idx], layer, kwargs)
+            row_kwargs = {**kwargs, "position_bias": _rows_of(kwargs.get("position_bias"), idx)}
+            parts = (module, query[idx], key[idx], value[idx], mask, rows[idx], layer, row_kwargs)
             out[idx] = self._gated(*parts) if selected is row_gated else self._concat(*parts)
         return out, None
 
@@ -140,15 +141,17 @@ class RowPrompts:
             prefix_mask = torch.zeros(prefix_visible.shape, dtype=attention_mask.dtype, device=query.device)
             prefix_mask = prefix_mask.masked_fill(~prefix_visible, torch.finfo(attention_mask.dtype).min)
         attention_mask = torch.cat([prefix_mask, attention_mask], dim=-1)
+        if kwargs.get("position_bias") is not None:
+            kwargs = {**kwargs, "position_bias": pad_position_bias(kwargs["position_bias"], visible.shape[1])}
         out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         return out
 
 
-def _rows_of(attention_mask: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
-    """The mask of the rows ``idx`` (a mask broadcast over the batch is kept as it is)."""
-    if attention_mask is None or attention_mask.shape[0] == 1:
-        return attention_mask
-    return attention_mask[idx]
+def _rows_of(tensor: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    """The mask (or position bias) of the rows ``idx`` (one broadcast over the batch is kept as it is)."""
+    if tensor is None or tensor.shape[0] == 1:
+        return tensor
+    return tensor[idx]
 
 
 __all__ = ["RowPrompts"]

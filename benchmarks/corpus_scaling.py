@@ -59,12 +59,13 @@ PATHS = ("old", "new")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "corpus_scaling.json"
 
 
-def build_corpus(passages: list[dict], size: int, seed: int = 0) -> dict[str, dict]:
-    """``size`` passages: the real ones, then copies each missing one seeded word plus its copy number."""
+def build_corpus(passages: list[tuple[str, dict]], size: int, seed: int = 0) -> dict[str, dict]:
+    """``size`` passages: the real ones under their own ids (so the qrels still judge them), then
+    copies, each missing one seeded word plus its copy number, under ``"<id>-copy<N>"``."""
     rng = random.Random(seed)
     corpus = {}
     for i in range(size):
-        doc = passages[i % len(passages)]
+        doc_id, doc = passages[i % len(passages)]
         copy = i // len(passages)
         text = doc.get("text") or ""
         if copy:
@@ -72,7 +73,7 @@ def build_corpus(passages: list[dict], size: int, seed: int = 0) -> dict[str, di
             if len(words) > 1:
                 del words[rng.randrange(len(words))]
             text = " ".join(words) + f" ({copy})"
-        corpus[f"p{i}"] = {"title": doc.get("title") or "", "text": text}
+        corpus[f"{doc_id}-copy{copy}" if copy else doc_id] = {"title": doc.get("title") or "", "text": text}
     return corpus
 
 
@@ -85,7 +86,7 @@ def run_one(args: argparse.Namespace, size: int, path: str) -> dict:
 
     set_threads(args.threads)
     data = load_dataset(args.dataset, split="test")
-    passages = [data.corpus[doc_id] for doc_id in sorted(data.corpus)]
+    passages = [(doc_id, data.corpus[doc_id]) for doc_id in sorted(data.corpus)]
     corpus = build_corpus(passages, size)
     query_ids = sorted(data.queries)[: args.num_queries]
     queries = {qid: data.queries[qid] for qid in query_ids}

@@ -173,6 +173,8 @@ def evaluate_retriever(
         "k_values": k_values,
         "batch_size": batch_size,
         "score_function": score_function,
+        **({"encoding_dtype": model.encoding_dtype} if hasattr(model, "encoding_dtype") else {}),
+        **({"search_settings": searcher.search_settings()} if hasattr(searcher, "search_settings") else {}),
         "ignore_identical_ids": ignore_identical_ids,
     }
     return EvaluationResult(

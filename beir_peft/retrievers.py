@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .models import loading
 
 #: the model spec of the lexical baseline (:class:`beir_peft.search.bm25.BM25Search`)
@@ -23,10 +24,13 @@ def is_bm25(spec: str | None) -> bool:
     return spec == BM25_MODEL and not Path(spec).exists()
 
 
-def load_retriever(name_or_path: str | None = None, device: str | None = None) -> Any:
-    """The BM25 baseline for ``"bm25"``, else :func:`~beir_peft.models.loading.load_model`'s model."""
+def load_retriever(name_or_path: str | None = None, device: str | None = None, dtype: str = "float32") -> Any:
+    """The BM25 baseline for ``"bm25"``, else :func:`~beir_peft.models.loading.load_model`'s model
+    (``dtype``: its encoding dtype; BM25 has no encoder and takes only ``"float32"``)."""
     if is_bm25(name_or_path):
         from .search.bm25 import BM25Search
 
+        if dtype != "float32":
+            raise ConfigError(f"dtype {dtype!r}: bm25 is lexical, it has no encoder to run in another dtype")
         return BM25Search()
-    return loading.load_model(name_or_path, device=device)
+    return loading.load_model(name_or_path, device=device, dtype=dtype)

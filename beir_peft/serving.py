@@ -54,6 +54,7 @@ from .encoders.sharing import SERVED_LORA, check_backbone_shareable, register_ba
 from .errors import ArtifactError, ConfigError
 from .models.base import PASSAGE, QUERY, SIDES, inference_mode, pipeline_settings
 from .models.fingerprint import named_tensors, tensors_digest
+from .models.precision import EncodingPrecisionMixin
 from .registry import LATE_INTERACTION, SINGLE_VECTOR, method_spec, methods
 
 logger = logging.getLogger(__name__)
@@ -89,14 +90,15 @@ class Domain:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-class DomainServer:
+class DomainServer(EncodingPrecisionMixin):
     """Every domain of :func:`load_domains` on one backbone; mixed-domain batches in one forward each.
 
     ``encode_queries(texts, batch_size=..., domains=[...])`` and ``encode_corpus(docs, ...)`` take
     one domain name per text (or one name for all). Single-vector domains give
     ``(len(texts), dim)`` float32 (numpy, or a tensor with ``convert_to_tensor=True``);
     late-interaction domains give, per text, its kept token vectors ``(n_i, dim)`` (float32, CPU),
-    as :meth:`PT2ColBERT.encode_doc_token_lists` does.
+    as :meth:`PT2ColBERT.encode_doc_token_lists` does. ``encoding_dtype`` (``"bfloat16"`` ...) runs
+    the forward passes in that dtype (:mod:`beir_peft.models.precision`); outputs stay float32.
     """
 
     def __init__(self, backbone, domains: Mapping[str, Domain]):
@@ -112,6 +114,10 @@ class DomainServer:
         self.module = nn.ModuleList(
             [backbone] + [d.retriever.module for d in self.domains.values() if d.retriever is not None]
         )
+
+    def fingerprint_module(self) -> nn.Module:
+        """Every tensor a forward touches (what reduced-precision encoding casts)."""
+        return self.module
 
     @property
     def lora_mixing(self) -> str | None:
@@ -225,7 +231,7 @@ class DomainServer:
         out = torch.zeros(len(texts), dim)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding, as ST sorts
         transformer = self.backbone[0]
-        with inference_mode(self.module), torch.no_grad():
+        with inference_mode(self.module), torch.no_grad(), self.encoding_precision():
             for start in _progress(range(0, len(order), batch_size), show_progress_bar, "Encoding"):
                 rows = order[start : start + batch_size]
                 batch = [domains[i] for i in rows]
@@ -261,7 +267,7 @@ class DomainServer:
                 ids[row] = token_ids
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         out: list[torch.Tensor | None] = [None] * len(texts)
-        with inference_mode(self.module), torch.no_grad():
+        with inference_mode(self.module), torch.no_grad(), self.encoding_precision():
             for start in _progress(range(0, len(order), batch_size), show_progress_bar, "Encoding"):
                 rows = order[start : start + batch_size]
                 batch = [domains[i] for i in rows]
@@ -319,6 +325,11 @@ class ServedDomain:
     def encode_corpus(self, corpus, batch_size: int = 32, **kwargs):
         return self.server.encode_corpus(corpus, batch_size=batch_size, domains=self.name, **kwargs)
 
+    @property
+    def encoding_dtype(self) -> str:
+        """The server's encoding dtype (set it on the :class:`DomainServer`)."""
+        return self.server.encoding_dtype
+
     def fingerprint(self) -> str:
         """A digest of the domain's settings, its own trained tensors and the backbone's weights
         (what keys a saved index; see :mod:`beir_peft.models.fingerprint`)."""
@@ -329,6 +340,7 @@ class ServedDomain:
             "config": domain.config,
             "max_seq_length": domain.max_seq_length,
             "pipeline": pipeline_settings(domain.pipeline),
+            **self.server.precision_settings(),
         }
         own = {name for name in domain.adapters.values() if name != BASE}
         tensors = [

@@ -10,8 +10,9 @@ one BEIR split (default SciFact test), with both modes sharing one set of stored
   variants interleaved query by query (ABC..., then ...CBA) so drift hits all alike. Reported per
   variant: median, mean and 95th percentile of the search alone and of end to end (encoding +
   search), and the ratio exact / ANN of the medians for both;
-* ANN variants: one per ``--candidates-per-token`` value (ColBERT's k'; default 10, 32, 100), all
-  over the same faiss index;
+* ANN variants: one per ``--candidates-per-token`` value (ColBERT's k'; default auto, 10, 32,
+  100; ``auto`` is the package's default, k' chosen from the corpus size), all over the same faiss
+  index;
 * storage: bytes per document of the float16 token vectors (both modes), the faiss index and the
   token -> document map (ANN only);
 * peak memory: in a fresh process per variant that loads the model and the stored index, the peak
@@ -86,7 +87,9 @@ def parse_args(argv=None):
     parser.add_argument("--top-k", type=int, default=100, help="documents per query in the latency runs")
     parser.add_argument("--latency-queries", type=int, default=100, help="queries timed one at a time")
     parser.add_argument(
-        "--candidates-per-token", default="10,32,100", help="comma-separated k' values, one ANN variant each"
+        "--candidates-per-token",
+        default="auto,10,32,100",
+        help="comma-separated k' values, one ANN variant each (auto: the default chosen from the corpus size)",
     )
     parser.add_argument("--nprobe", type=int, default=32)
     parser.add_argument("--index-factory", default=None, help="faiss index_factory (default: IVF-PQ)")
@@ -106,14 +109,19 @@ def variant_names(args) -> list[str]:
     return [EXACT] + [f"ann-k{k}" for k in ks(args)]
 
 
-def ks(args) -> list[int]:
-    return [int(k) for k in str(args.candidates_per_token).split(",") if k.strip()]
+AUTO = "auto"
+
+
+def ks(args) -> list[int | str]:
+    values = [k.strip() for k in str(args.candidates_per_token).split(",") if k.strip()]
+    return [k if k == AUTO else int(k) for k in values]
 
 
 def searcher(model, variant: str, index_dir: Path, args) -> MaxSimSearch:
     ann = {}
     if variant != EXACT:
-        ann = {"candidates_per_token": int(variant.removeprefix("ann-k")), "nprobe": args.nprobe,
+        k = variant.removeprefix("ann-k")
+        ann = {"candidates_per_token": None if k == AUTO else int(k), "nprobe": args.nprobe,
                "index_factory": args.index_factory}  # fmt: skip
     return MaxSimSearch(
         model,
@@ -271,6 +279,9 @@ def main(argv=None) -> None:
             "ann_settings": {
                 "index_factory": ann_meta["index_factory"],
                 "candidates_per_token": ks(args),
+                "auto_resolves_to": {
+                    name: searchers[name].resolved_candidates_per_token() for name in variants[1:]
+                },
                 "nprobe": args.nprobe,
                 "train_size": ann_meta.get("train_size"),
             },

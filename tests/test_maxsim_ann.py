@@ -30,6 +30,7 @@ from beir_peft.search.maxsim import (
     default_nlist,
     default_pq_m,
 )
+from beir_peft.search.token_ann import default_candidates_per_token
 
 WORDS = (
     "earth axis tilt season sun orbit winter summer light heat cold moon star planet year day "
@@ -103,6 +104,33 @@ def test_default_index_shape():
     assert default_nlist(10**9, train_size=1 << 18) == 4096  # at most train_size / 39 lists
     assert default_nlist(10**9) == 1 << 16  # and at most 2^16
     assert default_nlist(1) == default_nlist(50) == 1
+
+
+def test_default_candidates_per_token_follows_the_corpus_size():
+    assert default_candidates_per_token(5183, 32) == 9  # SciFact: 5% of 5,183 over 32 query tokens
+    assert default_candidates_per_token(64_000, 32) == 100  # from here on the authors' k'
+    assert default_candidates_per_token(8_841_823, 32) == 100  # MS MARCO
+    assert default_candidates_per_token(40, 32) == default_candidates_per_token(0, 32) == 8  # the floor
+    assert default_candidates_per_token(20_000, 8) == 100  # shorter queries: each token may take more
+
+
+def test_the_default_k_is_resolved_for_the_corpus_and_recorded(model, data):
+    from beir_peft.evaluation import evaluate_retriever
+
+    corpus, queries = data
+    search = _ann(model)
+    assert search.candidates_per_token is None and search.resolved_candidates_per_token() is None
+    search.search(corpus, queries, top_k=5)
+    assert search.resolved_candidates_per_token() == 8  # 40 documents: the floor
+    assert _ann(model, candidates_per_token=3).resolved_candidates_per_token() is None  # no corpus yet
+    given = _ann(model, candidates_per_token=3)
+    given.search(corpus, queries, top_k=5)
+    assert given.resolved_candidates_per_token() == 3  # a value given is used as it is
+    qrels = {qid: {"d1": 1} for qid in queries}
+    result = evaluate_retriever(model, corpus, queries, qrels, k_values=[1, 10, 100], search="ann",
+                                show_progress_bar=False)  # fmt: skip
+    assert result.config["search_settings"]["candidates_per_token"] == 8
+    assert result.config["search_settings"]["mode"] == "ann"
 
 
 # ----------------------------------------------------------------------------- flat fallback: exact

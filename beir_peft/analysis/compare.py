@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import atomic_open, write_json_atomic
+from ..models.precision import ENCODING_DTYPES
 from .significance import paired_t_test
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class CompareConfig:
     k_values: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 100, 1000])
     alpha: float = 0.05
     ignore_identical_ids: bool = True
+    #: the encoding dtype of every dense model (beir_peft.models.precision); BM25 ignores it
+    dtype: str = "float32"
 
     def __post_init__(self):
         if not self.models:
@@ -84,6 +87,10 @@ class CompareConfig:
         if 10 not in self.k_values or 100 not in self.k_values:
             raise ConfigError(
                 "compare: k_values must include 10 and 100 (the report's nDCG@10 and Recall@100)"
+            )
+        if self.dtype not in ENCODING_DTYPES:
+            raise ConfigError(
+                f"compare: dtype must be one of {', '.join(ENCODING_DTYPES)}, got {self.dtype!r}"
             )
         if not 0 < self.alpha < 1:
             raise ConfigError(f"compare: alpha must be in (0, 1), got {self.alpha}")

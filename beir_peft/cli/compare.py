@@ -47,9 +47,10 @@ from .common import echo, quiet_libraries
 )
 @click.option("--no-plot", is_flag=True, help="Skip the bar chart (no matplotlib needed).")
 @options.device(help="torch device, e.g. cuda:0 (default: the best available).")
+@options.dtype(default=None, help=" [default: the config file's, else float32]")
 @options.quiet()
 def compare(config_file, models, datasets, split, baseline, search, batch_size, output_dir, adopted, no_plot, device,
-            quiet):  # fmt: skip
+            dtype, quiet):  # fmt: skip
     """Evaluate several models on several datasets head to head; write a Markdown/CSV/JSON report and a chart.
 
     Runs are cached in --output-dir: a rerun only evaluates new or changed (model, dataset) pairs.
@@ -58,7 +59,8 @@ def compare(config_file, models, datasets, split, baseline, search, batch_size, 
     from ..analysis.compare import format_markdown, write_report
     from ..pipelines.compare import run_comparison
 
-    overrides = {"split": split, "baseline": baseline, "search": search, "batch_size": batch_size}
+    overrides = {"split": split, "baseline": baseline, "search": search, "batch_size": batch_size,
+                 "dtype": dtype}  # fmt: skip
     settings = _settings(config_file, models, datasets, {k: v for k, v in overrides.items() if v is not None})
     check_output_path(output_dir, folder=True, what="--output-dir")
     config = CompareConfig(**settings)

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from ..models.precision import ENCODING_DTYPES
+
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 NO_PROGRESS = "No progress bars."
 BEST_DEVICE = "torch device (default: the best available)."
@@ -96,6 +98,18 @@ def seed(default: int):
 
 def device(help: str | None = BEST_DEVICE):
     return click.option("--device", default=None, help=help)
+
+
+def dtype(default: str | None = "float32", help: str = ""):
+    """``--dtype``: the encoding dtype (scores stay float32; see beir_peft.models.precision)."""
+    return click.option(
+        "--dtype",
+        type=click.Choice(list(ENCODING_DTYPES)),
+        default=default,
+        show_default=default is not None,
+        help="Encode in this dtype (bfloat16: faster on CPUs with AVX-512 BF16 or AMX, and on GPUs; "
+        "float16: GPUs). Scores are computed in float32 whatever it is." + help,
+    )
 
 
 def quiet(help: str | None = NO_PROGRESS):

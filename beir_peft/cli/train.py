@@ -6,7 +6,7 @@ import click
 
 from ..encoders.backbone import POOLING_MODES
 from ..registry import LATE_INTERACTION, method_spec, methods
-from ..training.config import NEGATIVE_MINERS, TrainingConfig
+from ..training.config import MIXED_PRECISION, NEGATIVE_MINERS, TrainingConfig
 from ..training.presets import TRAIN_PRESETS
 from . import options
 from .common import echo, given, quiet_libraries
@@ -85,12 +85,20 @@ def _default(name: str):
     is_flag=True,
     help="Train with the frozen backbone in eval mode (no dropout inside it); much faster for prompt methods.",
 )
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(MIXED_PRECISION),
+    default=_default("mixed_precision"),
+    show_default=True,
+    help="accelerate's mixed precision: bf16 on CPUs with AVX-512 BF16 or AMX and on GPUs, fp16 on GPUs; "
+    "the weights stay float32.",
+)
 @options.overwrite("Start afresh even if --output holds a run.")
 @options.quiet()
 @click.pass_context
 def train(ctx, method, dataset, preset, split, output, backbone, epochs, batch_size, learning_rate, max_steps,
           hard_negatives, negative_miner, in_batch_negatives, scale, checkpoint_every, seed, prefix_length, pooling,
-          settings, no_backbone_dropout, resume, overwrite, quiet):  # fmt: skip
+          settings, no_backbone_dropout, mixed_precision, resume, overwrite, quiet):  # fmt: skip
     """Train METHOD (pt2-dpr, prompt, bitfit, lora, ft, pt2-colbert or colbert-ft) on a split's relevance pairs."""
     from ..data import DEMO_DATASET, load_dataset
     from ..encoders.backbone import DEFAULT_BACKBONE
@@ -133,7 +141,7 @@ def _settings(ctx: click.Context, method: str, late_interaction: bool) -> tuple[
     model = options.parse_settings(params["settings"])
     model.update({name: params[name] for name in ("prefix_length", "pooling") if params[name] is not None})
     names = ("epochs", "batch_size", "learning_rate", "max_steps", "hard_negatives", "negative_miner", "scale",
-             "checkpoint_every", "seed")  # fmt: skip
+             "checkpoint_every", "seed", "mixed_precision")  # fmt: skip
     training = {name: params[name] for name in names}
     training["in_batch_negatives"] = True if params["in_batch_negatives"] else None
     training["backbone_dropout"] = not params["no_backbone_dropout"]

@@ -115,7 +115,7 @@ def train(
     config = config or TrainingConfig()
     folder = pair_run_folder(output_dir)
     folder.check(resume, overwrite)
-    accelerator = new_accelerator()
+    accelerator = new_accelerator(mixed_precision=config.mixed_precision)
     if overwrite and accelerator.is_main_process:
         folder.clear(HARD_NEGATIVES_FILE)
     accelerator.wait_for_everyone()

@@ -23,13 +23,14 @@ from ..data import passage_text
 from ..errors import ConfigError
 from ..registry import SINGLE_VECTOR
 from .fingerprint import VectorFingerprintMixin
+from .precision import EncodingPrecisionMixin
 
 QUERY = "query"
 PASSAGE = "passage"
 SIDES = (QUERY, PASSAGE)
 
 
-class DenseRetriever(VectorFingerprintMixin):
+class DenseRetriever(EncodingPrecisionMixin, VectorFingerprintMixin):
     """A BEIR dense model over a sentence-transformers pipeline.
 
     Args:
@@ -42,6 +43,8 @@ class DenseRetriever(VectorFingerprintMixin):
 
     ``fingerprint()`` (see :mod:`beir_peft.models.fingerprint`) digests every weight of
     :meth:`trainable_module` and :meth:`fingerprint_settings`; saved indexes are keyed by it.
+    ``encoding_dtype`` (see :mod:`beir_peft.models.precision`) runs :meth:`encode` in bfloat16 or
+    float16; what it returns is float32 whatever the dtype.
     """
 
     #: the method name written into saved configs; subclasses override.
@@ -100,7 +103,12 @@ class DenseRetriever(VectorFingerprintMixin):
         if not texts:
             empty = torch.zeros(0, dim) if convert_to_tensor else np.zeros((0, dim), dtype=np.float32)
             return empty
-        with self.encoding_side(side), self._input_length(pipeline), inference_mode(self.trainable_module()):
+        with (
+            self.encoding_side(side),
+            self._input_length(pipeline),
+            inference_mode(self.trainable_module()),
+            self.encoding_precision(),
+        ):
             out = pipeline.encode(
                 texts,
                 batch_size=batch_size,

@@ -62,6 +62,7 @@ from ..scores import maxsim
 from .base import PASSAGE, QUERY, SIDES, inference_mode
 from .configs import ColBERTConfig, PT2ColBERTConfig, config_from_options
 from .fingerprint import VectorFingerprintMixin
+from .precision import EncodingPrecisionMixin
 from .trainable import TrainableStateMixin
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ COLBERT_METHODS = methods(family=COLBERT)
 _BOUNDARY_MARKERS = "\u0120\u2581"  # "Ġ" (GPT-2 / RoBERTa BPE), "▁" (sentencepiece)
 
 
-class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
+class PT2ColBERT(EncodingPrecisionMixin, VectorFingerprintMixin, TrainableStateMixin):
     """A ColBERT late-interaction retriever on a (frozen) sentence-transformers backbone.
 
     ``method="pt2-colbert"`` (default): the backbone is frozen; one deep prefix (P-Tuning v2, shared
@@ -384,8 +385,8 @@ class PT2ColBERT(VectorFingerprintMixin, TrainableStateMixin):
 
     @contextlib.contextmanager
     def _eval(self) -> Iterator[None]:
-        """Eval mode (prefix dropout off) and no autograd, restored afterwards."""
-        with inference_mode(self.module), torch.no_grad():
+        """Eval mode (prefix dropout off), no autograd and the :attr:`encoding_dtype`, restored afterwards."""
+        with inference_mode(self.module), torch.no_grad(), self.encoding_precision():
             yield
 
     # ------------------------------------------------------------------ identity

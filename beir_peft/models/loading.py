@@ -23,6 +23,7 @@ from ..registry import COLBERT, METHOD_TABLE, method_spec
 from .base import DenseRetriever
 from .colbert import PT2ColBERT
 from .configs import FAMILY_CONFIGS, LoRAOptions
+from .precision import check_encoding_dtype
 from .tuned import build_retriever
 
 #: sentence-transformers' similarity names -> BEIR's score function names
@@ -37,12 +38,14 @@ def new_retriever(method: str, backbone: str = DEFAULT_BACKBONE, **options):
     return build_retriever(method, backbone, **options)
 
 
-def load(path: str | Path, device: str | None = None):
+def load(path: str | Path, device: str | None = None, dtype: str = "float32"):
     """Load any saved beir_peft retriever folder (the method is read from its ``config.json``).
 
     The retriever is the class the method table names for the method (:mod:`beir_peft.registry`),
-    the one :func:`~beir_peft.models.tuned.build_retriever` builds.
+    the one :func:`~beir_peft.models.tuned.build_retriever` builds. ``dtype``: the dtype it encodes
+    in (``"bfloat16"``, ``"float16"``; :mod:`~beir_peft.models.precision`); weights stay float32.
     """
+    check_encoding_dtype(dtype)
     path = Path(path).expanduser()
     config = read_config(path)
     method = config["method"]
@@ -60,18 +63,21 @@ def load(path: str | Path, device: str | None = None):
         retriever.merge_lora()
     if device is not None:
         retriever.to(device)
+    retriever.encoding_dtype = dtype
     return retriever
 
 
-def load_model(name_or_path: str | None = None, device: str | None = None):
+def load_model(name_or_path: str | None = None, device: str | None = None, dtype: str = "float32"):
     """A saved retriever folder, or a sentence-transformers model (name or folder) wrapped for BEIR.
 
     A plain sentence-transformers model keeps its own similarity (``cosine`` -> ``cos_sim``).
+    ``dtype``: the encoding dtype, as for :func:`load`.
     """
+    check_encoding_dtype(dtype)
     name_or_path = name_or_path or DEFAULT_BACKBONE
     path = Path(name_or_path).expanduser()
     if is_retriever_folder(path):  # a sentence-transformers folder has no weights.safetensors
-        return load(path, device=device)
+        return load(path, device=device, dtype=dtype)
     if path.exists() and not path.is_dir():
         raise ArtifactError(f"{path}: a model is a folder or a model name, not a file")
     model = load_backbone(name_or_path, device=device)
@@ -82,4 +88,5 @@ def load_model(name_or_path: str | None = None, device: str | None = None):
         )
     retriever = DenseRetriever(model, score_function=_SCORE_FUNCTIONS[similarity])
     retriever.name_or_path = str(name_or_path)
+    retriever.encoding_dtype = dtype
     return retriever

@@ -105,7 +105,7 @@ def run_comparison(
         )
     from ..data import load_dataset
     from ..evaluation import evaluate_retriever, write_run_file
-    from ..retrievers import load_retriever
+    from ..retrievers import is_bm25, load_retriever
 
     output = Path(output_dir)
     facts = {name: model_facts(spec) for name, spec in config.models.items()}
@@ -136,7 +136,8 @@ def run_comparison(
             else:
                 if model_name not in loaded:
                     loaded.clear()  # one model in memory at a time
-                    loaded[model_name] = load_retriever(spec, device=device)
+                    dtype = config.dtype if not is_bm25(spec) else "float32"
+                    loaded[model_name] = load_retriever(spec, device=device, dtype=dtype)
                 echo(f"{model_name} on {data.name}: evaluating")
                 model = loaded[model_name]
                 result = evaluate_retriever(
@@ -191,6 +192,7 @@ def _cache_key(identity: dict[str, Any], data, config: CompareConfig) -> dict[st
         },  # fmt: skip
         "search": config.search,
         "top_k": max(config.k_values),
+        **({"dtype": config.dtype} if config.dtype != "float32" else {}),  # float32 keeps older caches valid
     }
 
 

@@ -138,8 +138,10 @@ class MaxSimSearch(BaseSearch):
             that has no ``fingerprint()`` (nothing tells which model built it).
         device: where MaxSim scores are computed (default: the model's device).
         show_progress_bar: progress bars while encoding and scoring.
-        candidates_per_token: ANN: nearest token vectors retrieved per query token (ColBERT's k';
-            PT-Retrieval: 100).
+        candidates_per_token: ANN: nearest token vectors retrieved per query token (ColBERT's k').
+            Default ``None``: chosen from the corpus size by
+            :func:`~.token_ann.default_candidates_per_token` (9 on SciFact's 5,183 documents, the
+            authors' 100 from 64,000 documents up); :meth:`resolved_candidates_per_token` says which.
         nprobe: ANN: IVF lists visited per query token (PT-Retrieval: 32).
         index_factory: ANN: a faiss ``index_factory`` string used as given (e.g. ``"IVF4,PQ8"``,
             ``"Flat"``, ``"HNSW32"``), always with the inner-product metric. Default: ``None``,
@@ -171,7 +173,7 @@ class MaxSimSearch(BaseSearch):
         device: str | torch.device | None = None,
         show_progress_bar: bool = True,
         *,
-        candidates_per_token: int = 100,
+        candidates_per_token: int | None = None,
         nprobe: int = 32,
         index_factory: str | None = None,
         nlist: int | None = None,
@@ -205,7 +207,7 @@ class MaxSimSearch(BaseSearch):
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self.device = torch.device(device) if device is not None else None
         self.show_progress_bar = show_progress_bar
-        self.candidates_per_token = int(candidates_per_token)
+        self.candidates_per_token = int(candidates_per_token) if candidates_per_token is not None else None
         self.nprobe = int(nprobe)
         self.index_factory = index_factory.strip() if index_factory is not None else None
         self.nlist = int(nlist) if nlist is not None else None
@@ -234,6 +236,23 @@ class MaxSimSearch(BaseSearch):
         self.results: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ what is held
+    def resolved_candidates_per_token(self) -> int | None:
+        """k' searched with: as set, or the corpus-size default for the corpus held (``None``: no
+        corpus yet, or exact mode)."""
+        if self.mode != "ann" or self.store is None:
+            return None
+        query_tokens = int(getattr(self.model, "query_maxlen", 32))
+        return self._ann.candidates_for(len(self.doc_ids), query_tokens)
+
+    def search_settings(self) -> dict[str, Any]:
+        """What the last search ran with, defaults resolved (for a result's record)."""
+        settings: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "ann":
+            identity = self._ann_identity or {}
+            settings.update(candidates_per_token=self.resolved_candidates_per_token(), nprobe=self.nprobe,
+                            index_factory=identity.get("index_factory"))  # fmt: skip
+        return settings
+
     @property
     def doc_ids(self) -> list[str]:
         return self.store.doc_ids if self.store is not None else []
@@ -478,7 +497,7 @@ class MaxSimSearch(BaseSearch):
         for q_start in _progress(batches, self.show_progress_bar and len(batches) > 1, "MaxSim ANN search"):
             q = q_vectors[q_start : q_start + self.query_batch_size]
             qm = q_mask[q_start : q_start + self.query_batch_size]
-            candidates = self._ann.candidates(q, qm)
+            candidates = self._ann.candidates(q, qm, len(self.doc_ids))
             union = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, dtype=np.int64)
             # the union's token vectors are read once per chunk; each query is scored against its own
             # candidates only (one query's similarities: its candidates' tokens x q_len)
@@ -527,7 +546,7 @@ def _check_settings(
     query_batch_size: int,
     corpus_chunk_size: int,
     max_scores_elements: int,
-    candidates_per_token: int,
+    candidates_per_token: int | None,
     nprobe: int,
     min_ivfpq_vectors: int,
     train_size: int,
@@ -544,7 +563,7 @@ def _check_settings(
         ("query_batch_size", query_batch_size),
         ("corpus_chunk_size", corpus_chunk_size),
         ("max_scores_elements", max_scores_elements),
-        ("candidates_per_token", candidates_per_token),
+        ("candidates_per_token", 1 if candidates_per_token is None else candidates_per_token),
         ("nprobe", nprobe),
         ("min_ivfpq_vectors", min_ivfpq_vectors),
         ("train_size", train_size),
@@ -569,7 +588,7 @@ def _check_settings(
                 f"there is no beir-peft[gpu] extra, since faiss-gpu-cu12 cannot sit beside faiss-cpu: replace it "
                 f"({GPU_FAISS_COMMAND}) or search on CPU"
             )
-        if candidates_per_token > GPU_MAX_K or nprobe > GPU_MAX_K:
+        if (candidates_per_token or 0) > GPU_MAX_K or nprobe > GPU_MAX_K:
             raise ConfigError(
                 f"faiss-gpu searches at most {GPU_MAX_K} neighbours and lists; got "
                 f"candidates_per_token={candidates_per_token}, nprobe={nprobe}"

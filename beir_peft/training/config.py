@@ -33,6 +33,8 @@ DEFAULT_LEARNING_RATES = {
 }
 #: who mines hard negatives: the starting backbone (dense, exact search) or BM25
 NEGATIVE_MINERS = ("backbone", "bm25")
+#: accelerate's mixed-precision modes: float32 throughout, or the forward and backward under autocast
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 def learning_rate_for(method: str, given: float | None) -> float:
@@ -68,6 +70,9 @@ class TrainingConfig:
         checkpoint_every: steps between checkpoints (0: none but the final folder).
         keep_checkpoints: how many checkpoints to keep.
         seed: seeds the batch order, dropout and the negatives.
+        mixed_precision: ``"no"`` (float32, default), ``"bf16"`` (CPUs with AVX-512 BF16 or AMX, and
+            GPUs) or ``"fp16"`` (GPUs, with loss scaling): accelerate's autocast around each step's
+            forward and loss; the trained weights and the optimizer's state stay float32.
         preset: the name of the preset the settings came from (recorded only; see :meth:`from_preset`).
     """
 
@@ -87,6 +92,7 @@ class TrainingConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     seed: int = 42
+    mixed_precision: str = "no"
     preset: str | None = None
 
     @classmethod
@@ -116,6 +122,7 @@ class TrainingConfig:
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.scale > 0, "scale must be > 0"),
+            (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -128,4 +135,10 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
 
-__all__ = ["DEFAULT_LEARNING_RATES", "NEGATIVE_MINERS", "TrainingConfig", "learning_rate_for"]
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "MIXED_PRECISION",
+    "NEGATIVE_MINERS",
+    "TrainingConfig",
+    "learning_rate_for",
+]

@@ -247,7 +247,8 @@ def run_loop(
     while at.step < total_steps and (settings.epochs is None or at.epoch < settings.epochs):
         started, at.carried = time.perf_counter() - at.carried, 0.0
         for batch in batches.epoch(at.epoch, at.done_in_epoch):
-            loss = method.loss(batch, at.step)
+            with accelerator.autocast():  # mixed precision's forward (nothing without it)
+                loss = method.loss(batch, at.step)
             value = float("nan")
             if loss is not None:
                 accelerator.backward(loss)

@@ -76,7 +76,7 @@ def fit(
     if not rows:
         raise DatasetError(f"{run.get('dataset')}: no training rows")
     folder = pair_run_folder(output_dir)
-    accelerator = accelerator or new_accelerator()
+    accelerator = accelerator or new_accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed, device_specific=True)  # each process its own dropout; process 0: the seed
     retriever.to(accelerator.device)
     learning_rate = config.learning_rate_for(retriever.method)

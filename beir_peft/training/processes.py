@@ -26,9 +26,17 @@ def _on_cpu() -> bool:
 
 
 def new_accelerator(**kwargs: Any):
-    """accelerate's ``Accelerator(**kwargs)`` on the launcher's processes (gloo on the CPU)."""
+    """accelerate's ``Accelerator(**kwargs)`` on the launcher's processes (gloo on the CPU).
+
+    ``mixed_precision="fp16"`` without a CUDA GPU is refused in one line (accelerate's own error is
+    a traceback; bf16 is the CPU's half precision)."""
+    import torch
     from accelerate import Accelerator
 
+    from ..errors import ConfigError
+
+    if kwargs.get("mixed_precision") == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision fp16 needs a CUDA GPU; on a CPU train with bf16 (or no)")
     if _on_cpu():
         kwargs["cpu"] = True
     return Accelerator(**kwargs)

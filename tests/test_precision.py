@@ -208,3 +208,11 @@ def test_mixed_precision_fp16_without_a_gpu_is_one_line(tiny, tmp_path, no_netwo
                    "--mixed-precision", "fp16", "-q"])  # fmt: skip
     err = capsys.readouterr().err
     assert status != 0 and "fp16 needs a CUDA GPU" in err and "Traceback" not in err
+
+
+def test_compare_config_takes_a_dtype_and_refuses_a_bad_one():
+    from beir_peft.analysis.compare import CompareConfig
+
+    assert CompareConfig(models={"a": "bm25"}, datasets=["demo"], dtype="bfloat16").dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="compare: dtype must be one of float32, bfloat16, float16"):
+        CompareConfig(models={"a": "bm25"}, datasets=["demo"], dtype="fp8")

@@ -39,6 +39,11 @@ def new_accelerator(**kwargs: Any):
         raise ConfigError("mixed_precision fp16 needs a CUDA GPU; on a CPU train with bf16 (or no)")
     if _on_cpu():
         kwargs["cpu"] = True
+    # accelerate keeps one AcceleratorState per process and refuses another mixed precision later;
+    # each run sets its own (the process group, PartialState, is kept)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     return Accelerator(**kwargs)
 
 

@@ -13,8 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
-import torch
-from tiny_models import build_tiny_bert
+from tiny_models import build_tiny_bert, randomise_trainable
 
 import beir_peft
 from beir_peft import PT2DPR, PT2ColBERT, load_domains
@@ -54,13 +53,7 @@ def other_tiny(tmp_path_factory):
 
 
 def _randomise(retriever, seed: int, scale: float = 1.0):
-    """Seeded non-zero values for every trainable tensor (prefixes, gates, LoRA, ColBERT's linear)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, parameter in sorted(retriever.module.named_parameters()):
-            if parameter.requires_grad:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
-    return retriever
+    return randomise_trainable(retriever, seed, scale)
 
 
 def _save(retriever, folder) -> str:

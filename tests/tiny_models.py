@@ -132,3 +132,14 @@ def build_tiny_encoder(folder: Path, family: str, seed: int = 0) -> Path:
     modules = [Transformer(str(hf_dir), max_seq_length=64), Pooling(32, pooling_mode="mean")]
     SentenceTransformer(modules=modules, device="cpu").save(str(folder / "st"))
     return folder / "st"
+
+
+def randomise_trainable(retriever, seed: int = 0, scale: float = 1.0):
+    """Seeded non-zero values for every trainable tensor of ``retriever.module`` (prefixes, gates,
+    LoRA, ColBERT's linear); returns the retriever."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, parameter in sorted(retriever.module.named_parameters()):
+            if parameter.requires_grad:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    return retriever

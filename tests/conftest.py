@@ -22,6 +22,25 @@ UNREACHABLE_URL = "http://127.0.0.1:9/{name}.zip"
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--proof",
+        action="store_true",
+        help="also run the tests marked proof: the real-data training runs behind docs/results.md's oracle "
+        "tables (tens of CPU-minutes; .ci/run runs them after the default suite)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``proof`` run only with ``--proof``: the default suite stays minutes long."""
+    if config.getoption("--proof"):
+        return
+    skip = pytest.mark.skip(reason="a proof run (tens of CPU-minutes): pass --proof to run it")
+    for item in items:
+        if "proof" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def shared_datasets() -> Path:
     """``../shared/datasets`` relative to the repository root; skips the test when it is absent."""

@@ -22,15 +22,18 @@ class Interrupt(Exception):
 
 
 class ToyStep(TrainingStep):
-    """Regression of 12 fixed points through a dropout layer (the RNG matters on resume)."""
+    """Regression of 12 fixed points through a dropout layer (the RNG matters on resume); the steps
+    in ``skip`` have no loss (as an ART batch without an informative question)."""
 
-    def __init__(self, module, output: Path, die_at: int | None = None):
-        self.module, self.output, self.die_at, self.seen = module, output, die_at, []
+    def __init__(self, module, output: Path, die_at: int | None = None, skip: tuple[int, ...] = ()):
+        self.module, self.output, self.die_at, self.skip, self.seen = module, output, die_at, skip, []
         generator = torch.Generator().manual_seed(0)
         self.x, self.y = torch.randn(12, 3, generator=generator), torch.randn(12, 1, generator=generator)
 
     def loss(self, batch, step):
         self.seen.append((step, list(batch)))
+        if step in self.skip:
+            return None
         return torch.nn.functional.mse_loss(self.module(self.x[batch]), self.y[batch])
 
     def after_step(self, step, loss):
@@ -55,11 +58,11 @@ def toy_folder(output: Path, beside: bool = False) -> RunFolder:
 
 
 def train_toy(
-    output: Path, die_at: int | None = None, resume: bool = False, beside: bool = False, **settings
+    output: Path, die_at: int | None = None, resume: bool = False, beside: bool = False, skip=(), **settings
 ):
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(3, 1))
-    step = ToyStep(module, output, die_at)
+    step = ToyStep(module, output, die_at, skip)
     batches = ShuffledBatches(lambda epoch: torch.randperm(12, generator=torch.Generator().manual_seed(epoch)).tolist(),
                               batch_size=4, steps_per_epoch=3)  # fmt: skip
     options = {"learning_rate": 0.1, "epochs": 3, "warmup_ratio": 0.2, "checkpoint_every": 2, **settings}
@@ -100,6 +103,16 @@ def test_max_steps_cuts_the_schedule_and_epochs_none_runs_until_it(tmp_path):
     assert train_toy(tmp_path / "b", epochs=None, max_steps=11)[2].steps == 11
     with pytest.raises(ConfigError, match="epochs or max_steps"):
         LoopSettings(learning_rate=0.1, epochs=None)
+
+
+def test_a_step_without_loss_keeps_the_schedule_and_warns_nothing(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's scheduler-before-optimizer warning would fail here
+        module, step, result = train_toy(tmp_path / "skip", skip=(0, 4), checkpoint_every=0)
+    assert result.steps == 9 and result.first_loss is None and result.last_loss is not None
+    assert len(step.seen) == 9
 
 
 def test_run_folder_inside_refuses_a_run_without_resume_or_overwrite(tmp_path):

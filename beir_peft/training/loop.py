@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -256,7 +257,12 @@ def run_loop(
                     accelerator.clip_grad_norm_(parameters, settings.max_grad_norm)
                 optimizer.step()
                 value = float(accelerator.reduce(loss.detach(), "mean") if processes > 1 else loss.detach())
-            scheduler.step()
+            if loss is None:  # a skipped step keeps the schedule's pace; torch would warn on a first one
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                    scheduler.step()
+            else:
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             at.last_loss = None if loss is None else value
             if at.step == 0:

@@ -152,6 +152,9 @@ def main() -> None:
         choices=STUDENTS,
         help="train these only (e.g. one process per student; a last run collects all)",
     )
+    parser.add_argument(
+        "--teachers", nargs="+", default=list(TEACHERS), choices=TEACHERS, help="train with these only"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     args.miners = args.miners or [DEFAULT_BACKBONE]
@@ -171,7 +174,7 @@ def main() -> None:
     sizes = {"zero-shot": (0, 0), "zero-shot-dot": (0, 0)}
     seconds: dict[str, float] = {}
     for student in args.students:
-        for teacher in TEACHERS:
+        for teacher in args.teachers:
             name = f"{student}-{teacher}"
             folder = train_one(args.runs, student, teacher, train, queries_file, args)
             models[name] = beir_peft.load(folder)
@@ -188,8 +191,8 @@ def main() -> None:
     settings = {k: v for k, v in vars(args).items() if k not in ("runs", "out")}
     summary = {"settings": settings, "train_seconds": seconds, "models": {}}
     rows = []
-    if set(args.students) != set(STUDENTS):
-        return  # a partial run: the table needs every student
+    if set(args.students) != set(STUDENTS) or set(args.teachers) != set(TEACHERS):
+        return  # a partial run: the table needs every student and teacher
     for name, by_dataset in results.items():
         entry = {"trainable_parameters": sizes[name][0], "weights_bytes": sizes[name][1]}
         cells = []

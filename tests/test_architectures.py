@@ -7,6 +7,8 @@ reloads strictly to the same vectors. A family deep prompts cannot reach is refu
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -66,6 +68,23 @@ def test_untrained_gated_prompts_are_the_backbone_train_and_round_trip(family_ba
     np.testing.assert_allclose(
         loaded.encode(PASSAGES, side=PASSAGE), retriever.encode(PASSAGES, side=PASSAGE), atol=1e-6
     )
+
+
+#: the real all-mpnet-base-v2, assembled by ``bash ../shared/tools/fetch-mpnet.sh`` (a fixture, not a dependency)
+REAL_MPNET = (
+    Path(os.environ.get("BEIR_PEFT_FIXTURES", Path.home() / ".cache" / "beir_peft_fixtures"))
+    / "all-mpnet-base-v2"
+)
+
+
+@pytest.mark.integration
+def test_real_mpnet_untrained_prompts_are_the_backbone_train_and_round_trip(tmp_path):
+    """The same checks on real weights: MPNet's relative position bias and its 768-d geometry."""
+    if not (REAL_MPNET / "model.safetensors").is_file():
+        pytest.skip(
+            f"real all-mpnet-base-v2 not available: {REAL_MPNET} (bash ../shared/tools/fetch-mpnet.sh)"
+        )
+    test_untrained_gated_prompts_are_the_backbone_train_and_round_trip(("mpnet", str(REAL_MPNET)), tmp_path)
 
 
 @pytest.mark.parametrize("family", ["mpnet", "t5", "modernbert", "distilbert"])

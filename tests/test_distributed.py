@@ -2,7 +2,9 @@
 
 A 2-process run with per-process batch B trains on the batches, in-batch negatives and loss of one
 process with batch 2B (issue 14): the same first (and second) step loss, the same trained tensors,
-a folder that loads and evaluates, and a resume with another number of processes refused.
+a folder that loads and evaluates, and a resume with another number of processes refused. GPL's
+stages split their work by rank (generation and labelling by shard, mining by the passages'
+encoding) and write the files of one process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 
 import pytest
 from conftest import REPO_ROOT
-from tiny_models import build_tiny_bert
+from tiny_models import build_tiny_bert, build_tiny_cross_encoder, build_tiny_t5
 
 #: pt2-dpr with no dropout anywhere, two steps of which the first is in warm-up, one checkpoint
 TRAIN = ["train", "pt2-dpr", "--max-steps", "2", "--checkpoint-every", "1", "--no-backbone-dropout",
@@ -76,3 +78,33 @@ def test_two_processes_train_as_one_with_the_doubled_batch(tiny_backbone, tmp_pa
     capsys.readouterr()
     assert main([*TRAIN, *backbone, "--batch-size", "2", "--output", str(two), "--resume"]) == 2
     assert "world_size: 2 -> 1" in capsys.readouterr().err
+
+
+def test_gpl_on_two_processes_writes_the_files_of_one_process(tiny_backbone, tmp_path):
+    """Generation, mining (the passages' encoding split: sharded exact search) and labelling split by
+    rank; the queries, negatives and triples equal one process's with the doubled batch (the same
+    triples budget) and the same sharded search, byte for byte."""
+    from beir_peft import load
+    from beir_peft.cli import main
+    from beir_peft.methods.gpl.pipeline import CONFIG_FILE, NEGATIVES_FILE, QUERIES_FILE, TRAINING_FILE
+
+    models = tmp_path / "models"
+    t5, ce = build_tiny_t5(models / "t5"), build_tiny_cross_encoder(models / "ce")
+    gpl = ["adapt", "gpl", "-d", "demo", "--preset", "tiny", "--student", "pt2-dpr", "--backbone", str(tiny_backbone),
+           "--generator", str(t5), "--cross-encoder", str(ce), "--miner", str(tiny_backbone), "--miner", "bm25",
+           "--queries-per-passage", "1", "--num-passages", "12", "--steps", "2", "--set", "max_query_length=8",
+           "--set", "max_seq_length=64", "--set", "warmup_steps=0", "--set", "shard_size=4",
+           "--set", "negatives_per_miner=3", "--device", "cpu", "-q"]  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    done = _torchrun(*gpl, "--batch-size", "2", "-o", str(two))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*gpl, "--batch-size", "4", "--set", "mining_search=sharded", "-o", str(one)]) == 0
+
+    for name in (QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    assert not (two / f"{NEGATIVES_FILE}.vectors").exists()  # the mining shards go once merged
+    assert json.loads((two / CONFIG_FILE).read_text(encoding="utf-8"))["world_size"] == 2
+    assert (
+        load(two).encode_queries(["cells divide"]).shape == load(one).encode_queries(["cells divide"]).shape
+    )
+    assert main(["evaluate", "--model", str(two), "-q", "--k-values", "10"]) == 0

@@ -6,13 +6,19 @@ positive removed; Table 6 also tries BM25 (``"bm25"`` here, :class:`~beir_peft.s
 A miner is any sentence-transformers model, saved beir_peft folder, or ``"bm25"``; dense miners are
 searched exactly (or through faiss with ``search="faiss-flat"``/``"faiss-hnsw"``) with the package's
 own searchers, each with the similarity it was trained with. BM25 searches by itself: with
-``search`` other than ``"exact"`` a BM25 miner is refused.
+``search`` other than ``"exact"`` or ``"sharded"`` a BM25 miner is refused.
+
+``search="sharded"`` mines with :class:`~beir_peft.search.ShardedExactSearch`: the passages are
+encoded to ``.npy`` shards under ``vectors_dir`` (resumable per shard after a kill) and, under
+torch.distributed, split across the processes, every one of which gets the same rankings (exact
+search's, up to float ties). A BM25 miner runs whole on every process.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -34,22 +40,37 @@ def mine_negatives(
     device: str | None = None,
     show_progress_bar: bool = True,
     max_seq_length: int | None = None,
+    vectors_dir: str | Path | None = None,
+    shard_size: int | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """``{query_id: {miner: [doc_id, ...]}}``: each miner's top ``depth`` passages, the positive removed.
 
     One miner is loaded at a time. ``positives`` maps each query to its source passage.
     ``max_seq_length`` truncates a dense miner's inputs (``None``: the miner's own length).
+    ``vectors_dir``: with ``search="sharded"``, where each dense miner's vector shards go
+    (``miner-<i>/``; ``None``: a temporary folder), ``shard_size`` passages a shard (``None``: the
+    searcher's default).
     """
+    from ...registry import SEARCHER, retriever_kind
     from ...retrievers import load_retriever
     from ...search import make_search
 
     found: dict[str, dict[str, list[str]]] = {qid: {} for qid in queries}
-    for miner in miners:
+    for index, miner in enumerate(miners):
         logger.info("Mining %d negatives per query with %s", depth, miner)
         model = load_retriever(miner, device=device)
         if max_seq_length is not None and hasattr(model, "model"):  # a dense model (BM25 has none)
             model.model.max_seq_length = int(max_seq_length)
-        searcher = make_search(model, search, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        options = {}
+        if search == "sharded" and retriever_kind(model) != SEARCHER:
+            where = None if vectors_dir is None else Path(vectors_dir) / f"miner-{index}"
+            options = {"sharded": True, "vectors_dir": where}
+            if shard_size is not None:
+                options["shard_size"] = int(shard_size)
+        searcher = make_search(
+            model, "exact" if search == "sharded" else search, batch_size=batch_size,
+            show_progress_bar=show_progress_bar, **options,
+        )  # fmt: skip
         score_function = getattr(model, "score_function", None)
         run = searcher.search(corpus, queries, top_k=depth + 1, score_function=score_function)
         for qid in queries:

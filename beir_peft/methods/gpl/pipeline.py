@@ -70,6 +70,8 @@ NEGATIVES_FILE = "hard_negatives.jsonl"
 TRAINING_FILE = "training_data.tsv"
 TSDAE_DIR = "tsdae"
 STUDENTS = student_methods()
+#: negative mining's searches (mine_negatives): the single-vector ones, and sharded exact search
+MINING_SEARCHES = (*SINGLE_VECTOR_SEARCHES, "sharded")
 
 #: steps, warm-up and the generated-query budget; "paper" is section 4's setting
 PRESETS: dict[str, dict[str, int]] = {
@@ -100,7 +102,9 @@ class GPLConfig:
     cross_encoder: str = DEFAULT_CROSS_ENCODER
     miners: list[str] = field(default_factory=lambda: list(DEFAULT_MINERS))
     negatives_per_miner: int = 50
-    mining_search: str = "exact"  # or faiss-flat / faiss-hnsw for large corpora
+    # or faiss-flat / faiss-hnsw for large corpora; sharded: vectors on disk, split across processes
+    # (what exact becomes on several processes)
+    mining_search: str = "exact"
     mining_max_seq_length: int | None = None  # None: each dense miner's own (a CPU budget: shorter)
     total_queries: int | None = None
     queries_per_passage: int | None = None
@@ -135,9 +139,9 @@ class GPLConfig:
             raise ConfigError(f"GPL students are {', '.join(STUDENTS)}; got {self.student!r}")
         if not self.miners:
             raise ConfigError("GPL needs at least one negative miner")
-        if self.mining_search not in SINGLE_VECTOR_SEARCHES:
+        if self.mining_search not in MINING_SEARCHES:
             raise ConfigError(
-                f"mining_search must be exact, faiss-flat or faiss-hnsw, got {self.mining_search!r}"
+                f"mining_search must be one of {', '.join(MINING_SEARCHES)}, got {self.mining_search!r}"
             )
         if self.similarity not in ("dot", "cosine"):
             raise ConfigError(f"similarity must be dot or cosine, got {self.similarity!r}")
@@ -222,6 +226,11 @@ def run_gpl(
     if len(queries) < 2:
         raise DatasetError(f"GPL needs at least 2 training queries, got {len(queries)}")
     sub_corpus = {doc_id: corpus[doc_id] for doc_id in sample["doc_ids"]}
+    # exact mining on several processes: the passages' encoding split across them (vector shards)
+    search = (
+        "sharded" if config.mining_search == "exact" and group.num_processes > 1 else config.mining_search
+    )
+    vectors = output / f"{NEGATIVES_FILE}.vectors" if search == "sharded" else None
     negatives_rows = _stage(
         group,
         output / NEGATIVES_FILE,
@@ -235,15 +244,18 @@ def run_gpl(
                 queries,
                 positives,
                 depth=config.negatives_per_miner,
-                search=config.mining_search,
+                search=search,
                 batch_size=config.mining_batch_size,
                 device=device,
                 show_progress_bar=show_progress_bar,
                 max_seq_length=config.mining_max_seq_length,
+                vectors_dir=vectors,
+                shard_size=config.shard_size,
             ).items()
         ],  # fmt: skip
         reader=_read_jsonl,
         writer=_write_jsonl,
+        parts=vectors,  # every process mines (its share of the encoding); the shards go once merged
     )
     negatives = {row["qid"]: row["neg"] for row in negatives_rows}
     training = _stage(
@@ -340,7 +352,12 @@ def _check_folder(
     if overwrite and output.is_dir() and group.is_main_process:
         for name in (CONFIG_FILE, SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE):
             (output / name).unlink(missing_ok=True)
-        for name in (TSDAE_DIR, f"{QUERIES_FILE}.parts", f"{TRAINING_FILE}.parts"):
+        for name in (
+            TSDAE_DIR,
+            f"{QUERIES_FILE}.parts",
+            f"{NEGATIVES_FILE}.vectors",
+            f"{TRAINING_FILE}.parts",
+        ):
             shutil.rmtree(output / name, ignore_errors=True)
         from ...training.pairs import pair_run_folder
 

@@ -10,8 +10,9 @@ un-normalised student). Evaluated on every SciFact **test** query over a corpus 
 teachers" (docs/experiments/gpl_oracle.py), asserted.
 
 The anti-oracle sinks an ``ft`` student within the default suite's budget (40 steps of 8); the
-oracle's lift needs 300 steps of 16, so those runs are marked ``proof`` (``pytest --proof``, run by
-.ci/run after the default suite). Marked ``integration``; skipped when ../shared/datasets is absent.
+oracle's lift needs 300 (``ft``) or 600 (``pt2-dpr``, anchored oracle) steps of 16, so those runs and
+the ``pt2-dpr`` anti-oracle are marked ``proof`` (``pytest --proof``, run by .ci/run after the
+default suite). Marked ``integration``; skipped when ../shared/datasets is absent.
 """
 
 from __future__ import annotations

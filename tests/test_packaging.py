@@ -72,7 +72,10 @@ def test_every_imported_module_is_declared_for_the_readme_install():
 def test_ci_runs_the_readme_commands_in_a_fresh_environment():
     script = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "python3 -m venv" in script and "git clone" in script
-    assert "readme_command 0" in script and "readme_command 1" in script
+    for section, block in (("Two commands", 0), ("Two commands", 1), ("Proof runs", 0)):
+        assert f'readme_command "{section}" {block}' in script, (section, block)
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## Two commands\n" in readme and "## Proof runs\n" in readme
 
 
 def test_imports_point_down_the_layers():

@@ -52,7 +52,10 @@ def _training_step(retriever) -> None:
 
 
 def test_untrained_gated_prompts_are_the_backbone_train_and_round_trip(family_backbone, tmp_path):
-    family, path = family_backbone
+    _check_prompts_are_the_backbone_train_and_round_trip(*family_backbone, tmp_path)
+
+
+def _check_prompts_are_the_backbone_train_and_round_trip(family: str, path: str, tmp_path) -> None:
     stock = load_backbone(path).encode(QUERIES, convert_to_numpy=True)
     retriever = PT2DPR(path)
     for side in (QUERY, PASSAGE):
@@ -84,7 +87,7 @@ def test_real_mpnet_untrained_prompts_are_the_backbone_train_and_round_trip(tmp_
         pytest.skip(
             f"real all-mpnet-base-v2 not available: {REAL_MPNET} (bash ../shared/tools/fetch-mpnet.sh)"
         )
-    test_untrained_gated_prompts_are_the_backbone_train_and_round_trip(("mpnet", str(REAL_MPNET)), tmp_path)
+    _check_prompts_are_the_backbone_train_and_round_trip("mpnet", str(REAL_MPNET), tmp_path)
 
 
 @pytest.mark.parametrize("family", ["mpnet", "t5", "modernbert", "distilbert"])

@@ -20,7 +20,7 @@ from beir_peft.data import load_corpus, load_dataset
 from beir_peft.errors import ConfigError, DatasetError
 from beir_peft.evaluation import evaluate_retriever
 from beir_peft.losses import DualEncoderMarginMSELoss
-from beir_peft.methods.gpl import GPLConfig, gpl_sizing, run_gpl
+from beir_peft.methods.gpl import DenseMarginLabeler, GPLConfig, gpl_sizing, run_gpl
 from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_FILE, TRAINING_FILE
 from beir_peft.methods.gpl.pseudo_labels import PseudoLabeler, draw_triples
 from beir_peft.methods.gpl.query_generation import GenerationSettings, QueryGenerator, generate_queries
@@ -372,6 +372,17 @@ def test_an_anchored_oracle_adds_its_margins_to_the_base_teachers():
     assert dense.margins([], {}, corpus) == []
     with pytest.raises(ConfigError, match="no 'dot' or 'cos_sim'"):
         DenseMarginLabeler(object(), name="thing")
+
+
+def test_the_dot_student_start_is_the_backbone_without_normalize(tiny):
+    start = DenseMarginLabeler.of_dot_student_start(tiny["bert_norm"], max_seq_length=16)
+    assert start.retriever.score_function == "dot" and start.retriever.config.normalize is False
+    assert start.retriever.config.max_seq_length == 16
+    assert start.describe() == {
+        "kind": "dense",
+        "model": f"{tiny['bert_norm']} (no Normalize)",
+        "score_function": "dot",
+    }
 
 
 def test_oracle_queries_are_one_row_per_judged_pair():

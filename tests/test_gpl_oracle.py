@@ -30,7 +30,6 @@ from beir_peft.encoders.backbone import DEFAULT_BACKBONE
 from beir_peft.evaluation import evaluate_retriever
 from beir_peft.methods.gpl import DenseMarginLabeler, GPLConfig, OracleLabeler, oracle_queries, run_gpl
 from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_FILE
-from beir_peft.models.tuned import build_retriever
 
 pytestmark = pytest.mark.integration
 
@@ -85,10 +84,7 @@ def _train_and_test(student, inverted, budget: Budget, scifact_train, reference,
         negatives_per_miner=30, steps=budget.steps, warmup_steps=budget.steps // 10, batch_size=budget.batch_size,
         learning_rate=budget.learning_rate, max_seq_length=length, checkpoint_every=0, device="cpu",
     )  # fmt: skip
-    base = None
-    if budget.anchored:  # the student's start: the backbone without its Normalize, by dot product
-        start = build_retriever("ft", normalize=False, max_seq_length=length)
-        base = DenseMarginLabeler(start, name=f"{DEFAULT_BACKBONE} (no Normalize)")
+    base = DenseMarginLabeler.of_dot_student_start(max_seq_length=length) if budget.anchored else None
     labeler = OracleLabeler(
         train.qrels, train.queries, high=budget.oracle_scale, low=-budget.oracle_scale, inverted=inverted,
         source="scifact train", base=base,

@@ -80,10 +80,9 @@ def train_one(runs: Path, student: str, teacher: str, train, queries_file: Path,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
     )
-    base = None
-    if args.anchor:  # the student's start: the backbone without its Normalize, by dot product
-        start = build_retriever("ft", normalize=False, max_seq_length=args.max_seq_length)
-        base = DenseMarginLabeler(start, name=f"{DEFAULT_BACKBONE} (no Normalize)")
+    base = (
+        DenseMarginLabeler.of_dot_student_start(max_seq_length=args.max_seq_length) if args.anchor else None
+    )
     labeler = OracleLabeler(
         train.qrels, train.queries, high=args.oracle_scale, low=-args.oracle_scale, inverted=TEACHERS[teacher],
         source="scifact train", base=base,

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from .pseudo_labels import MarginLabeler
 
@@ -129,6 +130,16 @@ class DenseMarginLabeler:
         self.retriever = retriever
         self.name = name
         self.batch_size = batch_size
+
+    @classmethod
+    def of_dot_student_start(cls, backbone: str = DEFAULT_BACKBONE, max_seq_length: int | None = None):
+        """The margins of where a GPL ``dot`` student starts: ``backbone`` without its final
+        Normalize, scored by dot product (the ``base`` that anchors an oracle on the student)."""
+        from ...models.tuned import build_retriever
+
+        options = {} if max_seq_length is None else {"max_seq_length": max_seq_length}
+        start = build_retriever("ft", backbone, normalize=False, **options)
+        return cls(start, name=f"{backbone} (no Normalize)")
 
     def margins(
         self,

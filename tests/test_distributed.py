@@ -4,7 +4,8 @@ A 2-process run with per-process batch B trains on the batches, in-batch negativ
 process with batch 2B (issue 14): the same first (and second) step loss, the same trained tensors,
 a folder that loads and evaluates, and a resume with another number of processes refused. GPL's
 stages split their work by rank (generation and labelling by shard, mining by the passages'
-encoding) and write the files of one process.
+encoding) and write the files of one process. ART and DDR's DAM split each global batch between
+the processes and train as one process with the doubled batch.
 """
 
 from __future__ import annotations
@@ -108,3 +109,82 @@ def test_gpl_on_two_processes_writes_the_files_of_one_process(tiny_backbone, tmp
         load(two).encode_queries(["cells divide"]).shape == load(one).encode_queries(["cells divide"]).shape
     )
     assert main(["evaluate", "--model", str(two), "-q", "--k-values", "10"]) == 0
+
+
+@pytest.fixture(scope="module")
+def still_backbone(tmp_path_factory):
+    """The tiny BERT without dropout: 2 processes and 1 can then agree to float tolerance."""
+    return build_tiny_bert(tmp_path_factory.mktemp("still"), dropout=0.0)
+
+
+def _assert_same_weights(two, one, name: str, noise: tuple[str, ...] = ()) -> None:
+    """The tensors of ``name`` in both folders agree, except those named in ``noise`` (present in both)."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights_two, weights_one = load_file(two / name), load_file(one / name)
+    assert weights_two.keys() == weights_one.keys()
+    assert set(noise) <= weights_one.keys()
+    for key in weights_one.keys() - set(noise):
+        torch.testing.assert_close(weights_two[key], weights_one[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_art_on_two_processes_trains_as_one_with_the_doubled_batch(still_backbone, tmp_path, capsys):
+    """Every process retrieves for the global batch and trains on its half, the teacher scoring only
+    that half; the loss, the teacher's pairs and the trained encoders equal one process's with the
+    doubled batch, and the folder says it was trained on 2."""
+    from beir_peft.cli import main
+
+    teacher = build_tiny_t5(tmp_path / "t5")
+    art = ["adapt", "art", "-d", "demo", "--questions", "train", "--student", "ft", "--backbone", str(still_backbone),
+           "--teacher", str(teacher), "--top-k", "3", "--max-steps", "3", "--refresh-every", "2",
+           "--checkpoint-every", "1", "--lr", "1e-3", "--device", "cpu", "-q"]  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    done = _torchrun(*art, "--batch-size", "3", "-o", str(two))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*art, "--batch-size", "6", "-o", str(one)]) == 0
+
+    trained_two, trained_one = _record(two), _record(one)
+    assert (trained_two["world_size"], trained_one["world_size"]) == (2, 1)
+    for key in ("teacher_pairs_scored", "uninformative_questions", "steps"):
+        assert trained_two[key] == trained_one[key], key
+    # The passage encoder's last LayerNorm bias shifts every passage vector alike, which a softmax over
+    # one question's passages ignores: its gradient is float noise, and Adam turns noise into full steps.
+    _assert_same_weights(two, one, "weights.safetensors",
+                         noise=("passage_backbone.0.model.encoder.layer.1.output.LayerNorm.bias",))  # fmt: skip
+    # the random teacher is nearly uniform, so the KL is about 3e-4: absolute differences of 1e-8
+    # (the teacher scoring half the pairs per batch) are relative ones of 1e-4
+    for key in ("first_loss", "last_loss"):
+        assert trained_two[key] == pytest.approx(trained_one[key], rel=1e-3), key
+    assert not (two / "checkpoints").exists()
+    assert main(["evaluate", "--model", str(two), "-q", "--k-values", "10"]) == 0
+
+    capsys.readouterr()
+    assert main([*art, "--batch-size", "3", "-o", str(two)]) == 2  # a 2-process run is not taken for 1's
+    assert "world_size: 2 -> 1" in capsys.readouterr().err
+
+
+def test_dam_on_two_processes_trains_as_one_with_the_doubled_batch(still_backbone, tmp_path, capsys):
+    """Both processes mask the same global batch and train on their halves: the MLM loss and the
+    trained encoder and head equal one process's with the doubled batch."""
+    from beir_peft.cli import main
+    from beir_peft.methods.ddr import read_dam
+
+    dam = ["ddr", "dam", "--corpus", "demo", "--init", str(still_backbone), "--steps", "3", "--checkpoint-every",
+           "1", "--lr", "1e-3", "--max-seq-length", "48", "--device", "cpu", "-q"]  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    done = _torchrun(*dam, "--batch-size", "4", "-o", str(two))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*dam, "--batch-size", "8", "-o", str(one)]) == 0
+
+    made_two, made_one = read_dam(two), read_dam(one)
+    assert (made_two["world_size"], made_one["world_size"]) == (2, 1)
+    for key in ("first_loss", "last_loss"):
+        assert made_two[key] == pytest.approx(made_one[key], rel=1e-5), key
+    _assert_same_weights(two, one, "mlm_head.safetensors")
+    _assert_same_weights(two, one, "model.safetensors")
+    assert not two.with_name("two.run").exists()
+
+    capsys.readouterr()
+    assert main([*dam, "--batch-size", "4", "-o", str(two)]) == 2
+    assert "world_size: 2 -> 1" in capsys.readouterr().err

@@ -23,16 +23,25 @@ def _tiny_bert_config(tokenizer, **overrides):
 
 
 def build_tiny_bert(
-    folder: Path, seed: int = 0, pooling: str = "mean", normalize: bool = False, hidden: int = 32
+    folder: Path,
+    seed: int = 0,
+    pooling: str = "mean",
+    normalize: bool = False,
+    hidden: int = 32,
+    dropout: float | None = None,
 ) -> Path:
-    """A 2-layer, 4-head, ``hidden``-wide (32) BERT with the MiniLM tokenizer, saved as a sentence-transformers folder."""
+    """A 2-layer, 4-head, ``hidden``-wide (32) BERT with the MiniLM tokenizer, saved as a
+    sentence-transformers folder (``dropout``: its hidden and attention dropout; None: BERT's 0.1)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertModel
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    config = _tiny_bert_config(tokenizer, hidden_size=hidden)
+    no_dropout = (
+        {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    )
+    config = _tiny_bert_config(tokenizer, hidden_size=hidden, **no_dropout)
     hf_dir = folder / "hf"
     BertModel(config).save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)

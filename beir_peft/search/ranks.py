@@ -85,6 +85,15 @@ def broadcast_from_main(value):
     return box[0]
 
 
+def gather_objects(value) -> list:
+    """Every rank's ``value`` (picklable), in rank order, on every rank (``[value]`` in one process)."""
+    if not is_distributed():
+        return [value]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 @contextlib.contextmanager
 def shared_temporary_folder(prefix: str = "beir_peft_vectors_") -> Iterator[Path]:
     """A temporary folder every rank sees (rank 0 creates and finally removes it; one node only)."""

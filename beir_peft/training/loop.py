@@ -112,6 +112,11 @@ class TrainingStep:
         """Extra fields of the progress bar."""
         return {}
 
+    def synchronize(self) -> None:
+        """Called on every process before each checkpoint and before the final save: share what
+        the processes gathered on their own (collectives belong here, not in
+        :meth:`checkpoint_extras` or :meth:`save`, which run on the main process only)."""
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trained tensors a checkpoint holds."""
         raise NotImplementedError
@@ -228,6 +233,7 @@ def run_loop(
 
     def checkpoint_now(epoch: int, batches_done: int, elapsed: float) -> None:
         rng = _rng_states(accelerator)  # every process takes part in the gather
+        method.synchronize()
         if not accelerator.is_main_process:
             return
         tensors, extra = method.checkpoint_extras()
@@ -287,6 +293,7 @@ def run_loop(
 
     result = LoopResult(at.step, steps_per_epoch, total_steps, processes, [round(t, 2) for t in at.epoch_times],
                         at.first_loss, at.last_loss)  # fmt: skip
+    method.synchronize()
     if accelerator.is_main_process:
         method.save(result)
         folder.clean_up()

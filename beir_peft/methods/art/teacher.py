@@ -173,6 +173,7 @@ class TeacherCache:
         self.corpus = corpus
         self.scores: dict[tuple[str, str], float] = {}
         self.scored_pairs = 0  # pairs sent to the teacher (for tests and logs)
+        self._new: dict[tuple[str, str], float] = {}  # scored here since the last take_new()
 
     def get(self, question_ids: Sequence[str], passage_ids: Sequence[Sequence[str]]) -> torch.Tensor:
         """Scores ``(len(question_ids), K)`` for each question's K passages, scoring only new pairs."""
@@ -182,7 +183,9 @@ class TeacherCache:
             values = self.teacher.score(
                 [self.questions[q] for q, _ in missing], [passage_text(self.corpus[p]) for _, p in missing]
             )
-            self.scores.update(zip(missing, values, strict=True))
+            scored = dict(zip(missing, values, strict=True))
+            self.scores.update(scored)
+            self._new.update(scored)
             self.scored_pairs += len(missing)
         return torch.tensor(
             [[self.scores[(q, p)] for p in row] for q, row in zip(question_ids, passage_ids, strict=True)]
@@ -200,3 +203,12 @@ class TeacherCache:
     def load_state(self, state: Mapping[str, Any]) -> None:
         values = state["values"].tolist()
         self.scores = dict(zip(zip(state["questions"], state["passages"], strict=True), values, strict=True))
+
+    def take_new(self) -> dict[tuple[str, str], float]:
+        """The pairs this cache scored since the last call (what other processes lack)."""
+        new, self._new = self._new, {}
+        return new
+
+    def merge(self, scores: Mapping[tuple[str, str], float]) -> None:
+        """Add pairs another process scored (the teacher is deterministic: the same pair, the same score)."""
+        self.scores.update(scores)

@@ -20,6 +20,13 @@ paper's; docs/art.md, "The student's scale"), fully trained as
 two encoders (``ft``, the paper) or as PT2-DPR prompts (one prefix per side) or LoRA (one adapter per
 side). Checkpoints hold the trained tensors, optimizer, scheduler, RNG, the current passage
 embeddings and the teacher cache, so a resumed run continues exactly where it stopped.
+
+On ``N`` processes (``torchrun`` / ``accelerate launch``) ``batch_size`` is per process: every
+process retrieves for the whole global batch of ``N x batch_size`` questions (cheap, no gradients),
+then scores with the teacher and trains on its own contiguous share; each share's loss is weighted
+so that the gradient DistributedDataParallel averages is that of one process with the global batch
+(the KL is a mean over the informative questions of the global batch). The passage index is
+encoded in shards across the processes, and the teacher caches are merged before every checkpoint.
 """
 
 from __future__ import annotations
@@ -172,7 +179,7 @@ def train_art(
     "index_step"}`` (what was retrieved from which index).
     """
     config = config or ARTConfig()
-    folder = RunFolder(Path(output_dir))
+    folder = RunFolder(Path(output_dir), trained_with=_trained_with)
     folder.check(resume=resume and not overwrite, overwrite=overwrite)
     accelerator = new_accelerator(device_placement=False)
     if overwrite and accelerator.is_main_process:
@@ -185,6 +192,7 @@ def train_art(
         )
     identity = {k: getattr(config, k) for k in _IDENTITY}
     identity["learning_rate"] = config.learning_rate_for_student()
+    identity["world_size"] = accelerator.num_processes
     # a finished folder is returned only when it was trained as asked, on the same questions (its
     # record names the teacher that scored the pairs, not config.teacher, when one was passed in)
     wanted = {"dataset": dataset_name, "questions": len(questions), **identity}
@@ -204,10 +212,11 @@ def train_art(
     step = _ARTStep(retriever, questions, corpus, TeacherCache(teacher, questions, corpus), teacher, config,
                     folder.output, dataset_name, device, on_step, accelerator)  # fmt: skip
     question_ids = list(questions)
+    global_batch = config.batch_size * accelerator.num_processes
     batches = ShuffledBatches(
         lambda epoch: _shuffled(question_ids, config.seed + epoch),
-        config.batch_size,
-        math.ceil(len(question_ids) / config.batch_size),
+        global_batch,
+        math.ceil(len(question_ids) / global_batch),
     )
     settings = LoopSettings(
         learning_rate=config.learning_rate_for_student(),
@@ -220,10 +229,23 @@ def train_art(
         keep_checkpoints=config.keep_checkpoints,
     )
 
+    if accelerator.process_index:  # each process its own dropout (process 0: the seed's stream, as alone)
+        torch.manual_seed(config.seed + accelerator.process_index)
     run_loop(step, batches, settings, folder, module=retriever.module, parameters=retriever.trainable_parameters(),
-             identity=identity, accelerator=accelerator, resume=resume,
-             desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
+             identity=identity, normalize_identity=_one_process_unless_said, accelerator=accelerator,
+             resume=resume, desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
+
+
+def _one_process_unless_said(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """Checkpoints and folders from before ART split its batches were made on one process."""
+    return {"world_size": 1, **saved}
+
+
+def _trained_with(output: Path) -> dict[str, Any]:
+    from ...training.run_folder import training_record
+
+    return _one_process_unless_said(training_record(output))
 
 
 def _shuffled(ids: list[str], seed: int) -> list[str]:
@@ -280,19 +302,42 @@ class _ARTStep(TrainingStep):
             )  # fmt: skip
         retrieved = [[self.doc_ids[i] for i in row] for row in top]
         self.last = {"question_ids": batch_ids, "passage_ids": retrieved, "index_step": self.index_step}
-        teacher_scores = self.cache.get(batch_ids, retrieved)
+        rows = self._my_rows(len(batch_ids))
+        teacher_scores = self.cache.get([batch_ids[r] for r in rows], [retrieved[r] for r in rows])
         # A question whose teacher scores its K passages all alike carries no relevance signal, and KL
         # toward a uniform teacher would only flatten the student: such rows are left out. An LM teacher
         # never ties; the qrels oracle does when no judged passage was retrieved.
-        informative = [row for row, scores in enumerate(teacher_scores) if scores.max() - scores.min() > TIED]
-        self.uninformative += len(batch_ids) - len(informative)
-        if not informative:
+        keep = [i for i, scores in enumerate(teacher_scores) if scores.max() - scores.min() > TIED]
+        informative, uninformative = self._summed(len(keep), len(rows) - len(keep))
+        self.uninformative += uninformative
+        if not informative:  # on every process alike: the optimizer does not step
             return None
+        # a process with nothing to learn from still runs the forward (DistributedDataParallel's
+        # gradient reduction needs every process), on one row, weighted 0
+        weight = len(keep) * self.accelerator.num_processes / informative
+        if not keep:
+            chosen, labels = [0], torch.zeros(1, config.top_k)
+        else:
+            chosen, labels = [rows[i] for i in keep], teacher_scores[keep]
         features = [
-            retriever.tokenize([self.questions[batch_ids[row]] for row in informative]),
-            retriever.tokenize([self.passages[i] for row in informative for i in top[row]]),
+            retriever.tokenize([self.questions[batch_ids[row]] for row in chosen]),
+            retriever.tokenize([self.passages[i] for row in chosen for i in top[row]]),
         ]
-        return self.loss_fn(features, teacher_scores[informative])
+        loss = self.loss_fn(features, labels)
+        return loss if weight == 1 else loss * weight
+
+    def _my_rows(self, batch: int) -> range:
+        """This process's contiguous share of a global batch of ``batch`` questions."""
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        per = math.ceil(batch / processes)
+        return range(min(rank * per, batch), min((rank + 1) * per, batch))
+
+    def _summed(self, *counts: int) -> list[int]:
+        """``counts`` summed over the processes."""
+        if self.accelerator.num_processes == 1:
+            return list(counts)
+        summed = self.accelerator.reduce(torch.tensor(counts, device=self.device), "sum")
+        return [int(c) for c in summed.tolist()]
 
     def _encode_passages(self) -> torch.Tensor:
         """The passage index, ``(passages, dim)`` on ``self.device``. On ``N`` processes each
@@ -319,6 +364,15 @@ class _ARTStep(TrainingStep):
 
     def progress(self):
         return {"scored": self.cache.scored_pairs}
+
+    def synchronize(self):
+        """Every process's cache gets the pairs the others scored since the last call."""
+        if self.accelerator.num_processes == 1:
+            return
+        from accelerate.utils import gather_object
+
+        for scores in gather_object([self.cache.take_new()]):
+            self.cache.merge(scores)
 
     def trainable_state(self):
         return self.retriever.trainable_state_dict()
@@ -356,6 +410,9 @@ class _ARTStep(TrainingStep):
             "learning_rate": self.config.learning_rate_for_student(),
             "steps": result.steps,
             "steps_per_epoch": result.steps_per_epoch,
+            "world_size": result.processes,
+            "first_loss": result.first_loss,
+            "last_loss": result.last_loss,
             "teacher_pairs_scored": len(self.cache.scores),
             # complete epochs only, as ART has always recorded them
             "epoch_seconds": result.epoch_seconds[: result.steps // result.steps_per_epoch],

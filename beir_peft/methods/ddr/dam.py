@@ -10,6 +10,12 @@ head whose decoder is tied to its word embeddings. A DAM folder is a sentence-tr
 (usable as any ``--backbone``) plus ``mlm_head.safetensors`` (so a DAM initialised from it continues
 with the trained head) and ``dam.json`` (how it was made). Training checkpoints every
 ``checkpoint_every`` steps and resumes exactly; the folder is moved into place when complete.
+
+Each step's masks are drawn from a generator seeded by the run's seed and the step (apart from the
+dropout stream), so on ``N`` processes (``batch_size`` per process) every process masks the same
+global batch of ``N x batch_size`` texts and trains on its contiguous share, each share's summed
+token loss divided by the global batch's masked tokens: the gradient DistributedDataParallel
+averages is one process's on the global batch.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,17 +144,18 @@ def train_dam(
     made with others is refused); checkpoints in ``output.run/checkpoints/`` resume a killed run.
     """
     config = config or DAMConfig()
-    folder = RunFolder(Path(output), trained_with=read_dam, record=DAM_FILE, holds_model=is_dam, beside=True,
+    folder = RunFolder(Path(output), trained_with=_trained_with, record=DAM_FILE, holds_model=is_dam, beside=True,
                        what="DAM")  # fmt: skip
     texts = [t for t in texts if t.strip()]
     identity = {"init": init, "corpus": corpus_name, "texts": len(texts), **dataclasses.asdict(config)}
     identity.pop("device")
+    accelerator = new_accelerator(device_placement=False)
+    identity["world_size"] = accelerator.num_processes
     folder.check(resume=True)
     if folder.finished(identity):  # the same settings check as for a run that resumes from a checkpoint
         return folder.output
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")
-    accelerator = new_accelerator(device_placement=False)
     device = torch.device(config.device) if config.device else accelerator.device
     torch.manual_seed(config.seed)
     pipeline = load_backbone(init, device="cpu")
@@ -157,13 +165,14 @@ def train_dam(
     max_len = config.max_seq_length or pipeline.max_seq_length
     encoded = tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
     step = _MLMStep(mlm, pipeline, encoded, masking_collator(tokenizer, config.mlm_probability), device,
-                    folder.output, identity)  # fmt: skip
+                    folder.output, identity, accelerator, config.seed)  # fmt: skip
+    global_batch = config.batch_size * accelerator.num_processes
     batches = ShuffledBatches(
         lambda epoch: torch.randperm(
             len(encoded), generator=torch.Generator().manual_seed(config.seed + epoch)
         ).tolist(),
-        config.batch_size,
-        max(1, len(encoded) // config.batch_size),
+        global_batch,
+        max(1, len(encoded) // global_batch),
     )
     settings = LoopSettings(
         learning_rate=config.learning_rate,
@@ -176,22 +185,49 @@ def train_dam(
         keep_checkpoints=1,
     )
 
+    if accelerator.process_index:  # each process its own dropout (process 0: the seed's stream, as alone)
+        torch.manual_seed(config.seed + accelerator.process_index)
     run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
-             accelerator=accelerator, resume=True, desc=f"DAM (MLM) on {corpus_name}",
-             show_progress_bar=show_progress_bar)  # fmt: skip
+             normalize_identity=_one_process_unless_said, accelerator=accelerator, resume=True,
+             desc=f"DAM (MLM) on {corpus_name}", show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 
 
 class _MLMStep(TrainingStep):
     """One masked-LM step on a batch of tokenised texts; the finished DAM copies the encoder back."""
 
-    def __init__(self, mlm, pipeline, encoded, collator, device, output: Path, identity):
+    def __init__(
+        self, mlm, pipeline, encoded, collator, device, output: Path, identity, accelerator, seed: int
+    ):
         self.mlm, self.pipeline, self.encoded, self.collator = mlm, pipeline, encoded, collator
         self.device, self.output, self.identity = device, output, identity
+        self.accelerator, self.seed = accelerator, seed
+        self.forward = mlm
+
+    def bind(self, module):
+        self.forward = module  # through DistributedDataParallel on several processes
 
     def loss(self, rows, step):
-        batch = self.collator([{"input_ids": self.encoded[i]} for i in rows])
-        return self.mlm(**{k: v.to(self.device) for k, v in batch.items()}).loss
+        with torch.random.fork_rng(devices=[]):  # the masks: a function of (seed, step) only
+            torch.manual_seed(self.seed * 2**32 + step)
+            batch = self.collator([{"input_ids": self.encoded[i]} for i in rows])
+        masked = int((batch["labels"] != -100).sum())
+        if not masked:  # the whole global batch, alike on every process
+            return None
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        per = math.ceil(len(rows) / processes)
+        mine = slice(min(rank * per, len(rows)), min((rank + 1) * per, len(rows)))
+        # a process without rows still runs the forward (the gradient reduction needs it), weighted 0
+        weight = processes / masked if mine.start < mine.stop else 0.0
+        part = {k: v[mine] if weight else v[:1] for k, v in batch.items()}
+        columns = part["attention_mask"].bool().any(dim=0)  # drop the columns only others' rows fill
+        part = {k: v[:, columns].to(self.device) for k, v in part.items()}
+        labels = part.pop("labels")
+        logits = self.forward(**part).logits
+        summed = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
+        )
+        return summed * weight
 
     def trainable_state(self):
         return _trained_state(self.mlm)
@@ -209,8 +245,19 @@ class _MLMStep(TrainingStep):
             self.pipeline.save(str(folder))
             save_safetensors_atomic(_head_state(self.mlm.cpu()), folder / HEAD_FILE)
             write_json_atomic(
-                folder / DAM_FILE, {**self.identity, "steps_done": result.steps, "kind": "ddr-dam"}
-            )
+                folder / DAM_FILE,
+                {**self.identity, "steps_done": result.steps, "first_loss": result.first_loss,
+                 "last_loss": result.last_loss, "kind": "ddr-dam"},
+            )  # fmt: skip
+
+
+def _one_process_unless_said(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """DAMs and checkpoints from before the DAM split its batches were made on one process."""
+    return {"world_size": 1, **saved}
+
+
+def _trained_with(output: Path) -> dict[str, Any]:
+    return _one_process_unless_said(read_dam(output))
 
 
 def read_dam(path: str | os.PathLike) -> dict[str, Any]:

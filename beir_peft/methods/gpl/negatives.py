@@ -11,7 +11,8 @@ own searchers, each with the similarity it was trained with. BM25 searches by it
 ``search="sharded"`` mines with :class:`~beir_peft.search.ShardedExactSearch`: the passages are
 encoded to ``.npy`` shards under ``vectors_dir`` (resumable per shard after a kill) and, under
 torch.distributed, split across the processes, every one of which gets the same rankings (exact
-search's, up to float ties). A BM25 miner runs whole on every process.
+search's, up to float ties). A BM25 miner splits the queries: each process searches a contiguous
+share and every process gets all the rankings (BM25 scores a query alone, so they are one process's).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def mine_negatives(
     """
     from ...registry import SEARCHER, retriever_kind
     from ...retrievers import load_retriever
-    from ...search import make_search
+    from ...search import make_search, ranks
 
     found: dict[str, dict[str, list[str]]] = {qid: {} for qid in queries}
     for index, miner in enumerate(miners):
@@ -72,9 +73,28 @@ def mine_negatives(
             show_progress_bar=show_progress_bar, **options,
         )  # fmt: skip
         score_function = getattr(model, "score_function", None)
-        run = searcher.search(corpus, queries, top_k=depth + 1, score_function=score_function)
+        if retriever_kind(model) == SEARCHER and ranks.world_size() > 1:
+            run = _search_split_by_query(searcher, corpus, queries, depth + 1, score_function)
+        else:
+            run = searcher.search(corpus, queries, top_k=depth + 1, score_function=score_function)
         for qid in queries:
             ranked = sorted(run.get(qid, {}).items(), key=lambda item: -item[1])
             found[qid][miner] = [doc for doc, _ in ranked if doc != positives[qid]][:depth]
         del model, searcher
     return found
+
+
+def _search_split_by_query(
+    searcher, corpus, queries, top_k: int, score_function
+) -> dict[str, dict[str, float]]:
+    """``searcher``'s run over ``queries``, each process searching a contiguous share of them."""
+    from ...search import ranks
+
+    ids = list(queries)
+    per = -(-len(ids) // ranks.world_size())
+    mine = {qid: queries[qid] for qid in ids[ranks.rank() * per : (ranks.rank() + 1) * per]}
+    run = searcher.search(corpus, mine, top_k=top_k, score_function=score_function) if mine else {}
+    merged: dict[str, dict[str, float]] = {}
+    for part in ranks.gather_objects(run):
+        merged.update(part)
+    return merged

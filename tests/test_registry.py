@@ -77,10 +77,15 @@ def test_every_help_choice_is_derived():
     assert _choices("train", param="preset") == tuple(TRAIN_PRESETS)
     assert (
         _choices("adapt", "gpl", param="student")
+        == _choices("adapt", "qgen", param="student")
         == _choices("adapt", "art", param="student")
         == student_methods()
     )
-    assert _choices("adapt", "gpl", param="preset") == tuple(sorted(PRESETS))
+    assert (
+        _choices("adapt", "gpl", param="preset")
+        == _choices("adapt", "qgen", param="preset")
+        == tuple(sorted(PRESETS))
+    )
     assert _choices("evaluate", param="search") == SEARCH_CHOICES
     assert _choices("compare", param="search") == SINGLE_VECTOR_SEARCHES
     assert _choices("analyze", "calibration", param="definition") == DEFINITIONS
@@ -91,7 +96,7 @@ def test_help_defaults_are_the_configs():
     from beir_peft.analysis.compare import CompareConfig
     from beir_peft.methods.art import ARTConfig
     from beir_peft.methods.ddr import DAMConfig
-    from beir_peft.methods.gpl import GPLConfig
+    from beir_peft.methods.gpl import GPLConfig, QGenConfig
     from beir_peft.methods.supervised import TrainingConfig
 
     def default(*path: str, param: str):
@@ -114,6 +119,8 @@ def test_help_defaults_are_the_configs():
         assert default("adapt", "art", param=name) == getattr(ARTConfig(), name), name
     for name in ("preset", "student", "batch_size", "similarity", "seed"):
         assert default("adapt", "gpl", param=name) == getattr(GPLConfig(), name), name
+    for name in ("preset", "student", "epochs", "batch_size", "sampler", "seed"):
+        assert default("adapt", "qgen", param=name) == getattr(QGenConfig(), name), name
     for name in ("steps", "batch_size", "learning_rate", "checkpoint_every", "seed"):
         assert default("ddr", "dam", param=name) == getattr(DAMConfig(), name), name
     assert (

@@ -1,4 +1,4 @@
-"""``beir-peft adapt gpl | art``: retrievers trained without relevance labels."""
+"""``beir-peft adapt gpl | qgen | art``: retrievers trained without relevance labels."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import click
 from ..encoders.backbone import POOLING_MODES
 from ..io import check_output_path
 from ..methods.art import ARTConfig
-from ..methods.gpl import PRESETS, GPLConfig
+from ..methods.gpl import PRESETS, GPLConfig, QGenConfig
+from ..methods.gpl.qgen import SAMPLERS
 from ..registry import student_methods
 from . import options
 from .common import echo, quiet_libraries
@@ -19,13 +20,17 @@ def _gpl(name: str):
     return options.config_default(GPLConfig, name)
 
 
+def _qgen(name: str):
+    return options.config_default(QGenConfig, name)
+
+
 def _art(name: str):
     return options.config_default(ARTConfig, name)
 
 
 @click.group()
 def adapt():
-    """Retrievers without relevance labels: GPL (a target corpus) and ART (questions only)."""
+    """Retrievers without relevance labels: GPL and its baseline QGen (a target corpus), ART (questions only)."""
 
 
 @adapt.command("gpl")
@@ -119,6 +124,94 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
     corpus = load_corpus(folder)
     echo(f"GPL on {folder.name}: {len(corpus)} passages -> {output}")
     result = run_gpl(
+        corpus, output, config, queries_file=queries_file, dataset_name=folder.name, overwrite=overwrite,
+        show_progress_bar=not quiet, echo=echo,
+    )  # fmt: skip
+    echo(f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}")
+
+
+@adapt.command("qgen")
+@options.dataset(
+    required=True, help="Target corpus: a BEIR dataset name or folder (only corpus.jsonl is read)."
+)
+@options.output(
+    folder=True, required=True, help="Run folder: the generated queries, then the trained retriever."
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default=_qgen("preset"),
+    show_default=True,
+    help="The generated-query budget, as GPL's: paper (250K queries), small, tiny.",
+)
+@click.option(
+    "--student",
+    type=click.Choice(student_methods()),
+    default=_qgen("student"),
+    show_default=True,
+    help="What is trained: the whole backbone (the paper), deep prompts, or LoRA.",
+)
+@click.option("--backbone", default=None, help="Student backbone [default: all-MiniLM-L6-v2].")
+@click.option(
+    "--generator", default=None, help="Seq2seq query generator [default: BeIR/query-gen-msmarco-t5-base-v1]."
+)
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Train on these queries instead of generating them (JSONL with text and doc_id per line), "
+    "e.g. a GPL run's generated_queries.jsonl.",
+)
+@click.option(
+    "--queries-per-passage", type=click.IntRange(min=1), help="Override the 250K rule's queries per passage."
+)
+@click.option(
+    "--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."
+)
+@options.epochs(_qgen("epochs"))
+@options.max_steps()
+@options.batch_size(_qgen("batch_size"), minimum=2)
+@options.learning_rate(help="Learning rate [default: 2e-5 for ft, the package default for the others].")
+@click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=_qgen("sampler"),
+    show_default=True,
+    help="shuffle: BEIR's script; no-duplicates: no passage twice in a batch.",
+)
+@options.settings("Any other QGenConfig field, e.g. --set max_seq_length=256.")
+@options.seed(_qgen("seed"))
+@options.device()
+@options.overwrite("Delete the run folder's QGen outputs and start afresh.")
+@options.quiet()
+def adapt_qgen(dataset, output, preset, student, backbone, generator, queries_file, queries_per_passage,
+               num_passages, epochs, max_steps, batch_size, learning_rate, sampler, settings, seed, device,
+               overwrite, quiet):  # fmt: skip
+    """QGen (GPL's baseline): generated queries, in-batch negatives (MNRL), no pseudo labels.
+
+    Shares GPL's generation stage and files; resumable like it.
+    """
+    from ..data import load_corpus, resolve_dataset
+    from ..methods.gpl import run_qgen
+
+    check_output_path(output, folder=True, what="--output")
+    given = {
+        "preset": preset, "student": student, "backbone": backbone, "generator": generator,
+        "queries_per_passage": queries_per_passage, "num_passages": num_passages, "epochs": epochs,
+        "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate, "sampler": sampler,
+        "seed": seed, "device": device,
+    }  # fmt: skip
+    fields = {**options.parse_settings(settings), **{k: v for k, v in given.items() if v is not None}}
+    try:
+        config = QGenConfig(**fields)
+    except TypeError as err:
+        raise click.UsageError(f"--set: {err}") from None
+    if quiet:
+        quiet_libraries()
+    folder = resolve_dataset(dataset)
+    corpus = load_corpus(folder)
+    echo(f"QGen on {folder.name}: {len(corpus)} passages -> {output}")
+    result = run_qgen(
         corpus, output, config, queries_file=queries_file, dataset_name=folder.name, overwrite=overwrite,
         show_progress_bar=not quiet, echo=echo,
     )  # fmt: skip

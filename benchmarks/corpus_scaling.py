@@ -8,8 +8,9 @@ What is measured, for each size in ``--sizes`` (default 10K, 30K, 100K passages)
   corpus encoded to ``.npy`` shards, searched memory-mapped in bounded chunks.
 
 The corpus is built from real passages (``--dataset``, default SciFact's 5,183), repeated and
-perturbed to size (each copy after the first drops one seeded word and appends its copy number,
-so no two passages are equal); the queries are the dataset's test queries (``--num-queries``).
+perturbed to size (each copy after the first has its copy number before the title and one of its
+first ten words dropped, so no two passages are equal even in their first tokens); the queries are the
+dataset's test queries (``--num-queries``).
 The model is one (default all-MiniLM-L6-v2) at a short ``--max-seq-length`` (32) so that 100K
 passages take minutes on 2 cores. Every (size, path) runs in its own process, so its peak memory is
 its own: reported are the wall time of the evaluation, the resident memory before it (model and
@@ -61,19 +62,22 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "corpus_scaling.j
 
 def build_corpus(passages: list[tuple[str, dict]], size: int, seed: int = 0) -> dict[str, dict]:
     """``size`` passages: the real ones under their own ids (so the qrels still judge them), then
-    copies, each missing one seeded word plus its copy number, under ``"<id>-copy<N>"``."""
+    copies under ``"<id>-copy<N>"``, each with its copy number before the title and one seeded word
+    of the first ten dropped: every copy differs from the original in its first tokens, so no two
+    passages tie at a short ``max_seq_length`` (tied scores would make the two paths' nDCG differ
+    by their tie-breaking alone)."""
     rng = random.Random(seed)
     corpus = {}
     for i in range(size):
         doc_id, doc = passages[i % len(passages)]
         copy = i // len(passages)
-        text = doc.get("text") or ""
+        title, text = doc.get("title") or "", doc.get("text") or ""
         if copy:
             words = text.split()
             if len(words) > 1:
-                del words[rng.randrange(len(words))]
-            text = " ".join(words) + f" ({copy})"
-        corpus[f"{doc_id}-copy{copy}" if copy else doc_id] = {"title": doc.get("title") or "", "text": text}
+                del words[rng.randrange(min(10, len(words)))]
+            title, text = f"({copy}) {title}", " ".join(words)
+        corpus[f"{doc_id}-copy{copy}" if copy else doc_id] = {"title": title, "text": text}
     return corpus
 
 
@@ -94,7 +98,9 @@ def run_one(args: argparse.Namespace, size: int, path: str) -> dict:
     model = load_model(args.model)
     model.model.max_seq_length = args.max_seq_length
     with tempfile.TemporaryDirectory(prefix="corpus_scaling_") as folder:
-        options = {"vectors_dir": folder, "shard_size": args.shard_size} if path == "new" else None
+        options = None
+        if path == "new":
+            options = {"vectors_dir": folder, **({"shard_size": args.shard_size} if args.shard_size else {})}
         rss_before = current_rss_mb()
         reset_peak_rss()
         started = time.perf_counter()
@@ -102,7 +108,9 @@ def run_one(args: argparse.Namespace, size: int, path: str) -> dict:
                                     show_progress_bar=False, search_options=options)  # fmt: skip
         wall = time.perf_counter() - started
         peak = peak_rss_since_reset_mb()
-        vectors_mb = VectorShards(folder).nbytes() / 2**20 if path == "new" else 0.0
+        shards = VectorShards(folder) if path == "new" else None
+        vectors_mb = shards.nbytes() / 2**20 if shards else 0.0
+        shard_size = shards.meta["shard_size"] if shards else None
     return {
         "size": size,
         "path": path,
@@ -111,6 +119,7 @@ def run_one(args: argparse.Namespace, size: int, path: str) -> dict:
         "rss_before_mb": rss_before,
         "peak_mb": peak,
         "vectors_mb": round(vectors_mb, 1),
+        "shard_size": shard_size,
         "search_peak_mb": round(peak - (rss_before or 0.0) - vectors_mb, 1),
         "ndcg@10": round(result.metrics["NDCG@10"], 4),
     }
@@ -143,7 +152,8 @@ def main() -> None:
     parser.add_argument("--num-queries", type=int, default=300)
     parser.add_argument("--max-seq-length", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--shard-size", type=int, default=10000, help="new path: passages per shard")
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help="new path: passages per shard [default: the package's, from the corpus size]")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "PATH"), help=argparse.SUPPRESS)

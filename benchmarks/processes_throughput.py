@@ -8,12 +8,14 @@ N -m beir_peft.cli ...``; N = 1 runs the same command without a launcher):
   batches, negatives and loss as one process), read back from the folder's training record
   (``epoch_seconds``: the loop's own time, without loading and mining); reported: training rows per
   second and the ratio to one process;
-* encoding: ``evaluate --vectors-dir`` on ``--dataset``'s test split (the corpus encoded in
-  ``.npy`` shards split across the N processes, then searched in bounded chunks), at
-  ``--max-seq-length`` tokens: the evaluation's own ``search`` time from the result JSON (encoding
-  plus search), documents per second and the ratio to one process;
-* the wall time of every command (loading included), and whether the N-process run's metrics equal
-  the 1-process run's.
+* encoding: ``evaluate --vectors-dir`` of one model (the first process count's trained folder, so
+  every N evaluates the same weights) on ``--dataset``'s test split (the corpus encoded in ``.npy``
+  shards split across the N processes, then searched in bounded chunks), at ``--max-seq-length``
+  tokens: the evaluation's own ``search`` time from the result JSON (encoding plus search),
+  documents per second and the ratio to one process;
+* the wall time of every command (loading included), and whether the N-process evaluation's
+  metrics equal the 1-process one's (the same model, so they must). The trained models differ by
+  their dropout masks, so their losses are reported, not compared.
 
 On a 2-core CPU the expectation is parity at best (two gloo processes share the cores the one
 process used); the point there is that the runs are correct. On a GPU machine run it with
@@ -105,7 +107,8 @@ def main(argv=None) -> dict:
             record = json.loads((folder / "config.json").read_text())["training"]
             loop_seconds = sum(record["epoch_seconds"])
             result_file = work / f"eval-{n}.json"
-            evaluate = [*launcher(n), "evaluate", "--dataset", args.dataset, "--model", str(folder),
+            evaluated_model = work / f"train-{counts[0]}"  # one model for every N: the same nDCG
+            evaluate = [*launcher(n), "evaluate", "--dataset", args.dataset, "--model", str(evaluated_model),
                         "--vectors-dir", str(work / f"vectors-{n}"), "--output", str(result_file), "-q"]  # fmt: skip
             eval_wall = run(evaluate, threads)
             evaluated = json.loads(result_file.read_text())

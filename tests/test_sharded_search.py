@@ -14,7 +14,13 @@ from test_search import CORPUS, QUERIES, CharModel, assert_same_run, brute_force
 
 from beir_peft.errors import ArtifactError
 from beir_peft.search import ExactSearch, ShardedExactSearch, make_search, sanitize_corpus
-from beir_peft.search.vector_shards import META_FILE, VectorShards, encode_shards, shard_name
+from beir_peft.search.vector_shards import (
+    META_FILE,
+    VectorShards,
+    default_shard_size,
+    encode_shards,
+    shard_name,
+)
 
 
 def _sharded(model, folder=None, **kwargs):
@@ -135,3 +141,20 @@ def test_sharded_run_equals_exact_on_a_scifact_slice(scifact_zero_shot_slice, tm
             assert score == pytest.approx(want_score, abs=1e-5)
             assert doc == want_doc or want.get(doc, -1) == pytest.approx(score, abs=1e-5)
     assert result.metrics == pytest.approx(expected.metrics, abs=1e-6)
+
+
+def test_the_default_shard_size_follows_the_corpus_size_alone(tmp_path):
+    """A corpus is cut into 64 shards when it is large enough (so 64 processes share its encoding),
+    no shard under 256 passages or over 50,000: the layout never depends on the processes."""
+    assert [default_shard_size(n) for n in (1, 5_183, 16_384, 100_000, 8_841_823)] == [
+        256,
+        256,
+        256,
+        1_563,
+        50_000,
+    ]
+    ids = [f"d{i}" for i in range(600)]
+    docs = [{"title": "", "text": f"passage {i}"} for i in range(600)]
+    shards = encode_shards(CharModel(), ids, docs, tmp_path, show_progress_bar=False)
+    assert shards.meta["shard_size"] == 256 and shards.meta["num_shards"] == 3
+    assert sorted(p.name for p in tmp_path.glob("shard-*.npy")) == [shard_name(i) for i in range(3)]

@@ -83,7 +83,8 @@ NEXT_DATASETS = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
 @click.option(
     "--shard-size",
     type=click.IntRange(min=1),
-    help="--vectors-dir: passages per shard (encoded in memory at a time) [default: 50000].",
+    help="--vectors-dir: passages per shard (encoded in memory at a time) [default: the corpus size / 64, "
+    "within 256..50000].",
 )
 @click.option(
     "--candidates-per-token",

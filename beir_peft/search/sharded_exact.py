@@ -23,7 +23,7 @@ from beir.retrieval.search import BaseSearch
 from ..errors import ConfigError
 from . import ranks
 from .corpus import check_queries, check_top_k, sanitize_corpus
-from .vector_shards import DEFAULT_SHARD_SIZE, VectorShards, encode_shards
+from .vector_shards import VectorShards, encode_shards
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class ShardedExactSearch(BaseSearch):
             and settings (see :mod:`.vector_shards`); ``None``: a temporary folder, removed after
             the search.
         batch_size: encoding batch size.
-        shard_size: passages per shard (encoded, and held in memory, at a time).
+        shard_size: passages per shard (encoded, and held in memory, at a time; ``None``: from the
+            corpus size, :func:`~.vector_shards.default_shard_size`).
         vector_dtype: ``"float32"`` or ``"float16"`` (half the disk; scored in float32).
         query_batch_size, chunk_rows: the ``(queries, rows)`` block scored at a time.
         show_progress_bar: forwarded to the model's encoders.
@@ -53,7 +54,7 @@ class ShardedExactSearch(BaseSearch):
         model: Any,
         vectors_dir: str | os.PathLike | None = None,
         batch_size: int = 128,
-        shard_size: int = DEFAULT_SHARD_SIZE,
+        shard_size: int | None = None,
         vector_dtype: str = "float32",
         query_batch_size: int = 256,
         chunk_rows: int = 16384,
@@ -62,7 +63,7 @@ class ShardedExactSearch(BaseSearch):
         self.model = model
         self.vectors_dir = Path(vectors_dir) if vectors_dir is not None else None
         self.batch_size = int(batch_size)
-        self.shard_size = int(shard_size)
+        self.shard_size = None if shard_size is None else int(shard_size)
         self.vector_dtype = vector_dtype
         self.query_batch_size = int(query_batch_size)
         self.chunk_rows = int(chunk_rows)

@@ -28,6 +28,51 @@ def _art(name: str):
     return options.config_default(ARTConfig, name)
 
 
+def _query_stage_options(preset_help: str, backbone_help: str, queries_help: str):
+    """GPL's and QGen's options for the corpus sample, the generation and the student: --preset,
+    --student, --backbone, --generator, then (after the method's own) --queries,
+    --queries-per-passage and --num-passages. Returns ``(before, after)`` decorators."""
+
+    def before(command):
+        for option in reversed([
+            click.option("--preset", type=click.Choice(sorted(PRESETS)), default=_gpl("preset"), show_default=True,
+                         help=preset_help),
+            click.option("--student", type=click.Choice(student_methods()), default=_gpl("student"),
+                         show_default=True, help="What is trained: the whole backbone (the paper), deep prompts, or LoRA."),
+            click.option("--backbone", default=None, help=backbone_help),
+            click.option("--generator", default=None,
+                         help="Seq2seq query generator [default: BeIR/query-gen-msmarco-t5-base-v1]."),
+        ]):  # fmt: skip
+            command = option(command)
+        return command
+
+    def after(command):
+        for option in reversed([
+            click.option("--queries", "queries_file", type=click.Path(dir_okay=False, path_type=Path),
+                         help=queries_help),
+            click.option("--queries-per-passage", type=click.IntRange(min=1),
+                         help="Override the 250K rule's queries per passage."),
+            click.option("--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."),
+        ]):  # fmt: skip
+            command = option(command)
+        return command
+
+    return before, after
+
+
+_GPL_BEFORE, _GPL_AFTER = _query_stage_options(
+    "Steps, warm-up and query budget: paper (140k steps, 250K queries), small, tiny.",
+    "Student backbone [default: all-MiniLM-L6-v2; the paper: GPL/msmarco-distilbert-margin-mse].",
+    "Use these queries instead of generating them: JSONL with text and doc_id per line.",
+)
+_QGEN_BEFORE, _QGEN_AFTER = _query_stage_options(
+    "The generated-query budget, as GPL's: paper (250K queries), small, tiny.",
+    "Student backbone [default: all-MiniLM-L6-v2].",
+    "Train on these queries instead of generating them (JSONL with text and doc_id per line), "
+    "e.g. a GPL run's generated_queries.jsonl.",
+)
+
+
 @click.group()
 def adapt():
     """Retrievers without relevance labels: GPL and its baseline QGen (a target corpus), ART (questions only)."""
@@ -40,28 +85,7 @@ def adapt():
 @options.output(
     folder=True, required=True, help="Run folder: every stage's output, then the trained retriever."
 )
-@click.option(
-    "--preset",
-    type=click.Choice(sorted(PRESETS)),
-    default=_gpl("preset"),
-    show_default=True,
-    help="Steps, warm-up and query budget: paper (140k steps, 250K queries), small, tiny.",
-)
-@click.option(
-    "--student",
-    type=click.Choice(student_methods()),
-    default=_gpl("student"),
-    show_default=True,
-    help="What is trained: the whole backbone (the paper), deep prompts, or LoRA.",
-)
-@click.option(
-    "--backbone",
-    default=None,
-    help="Student backbone [default: all-MiniLM-L6-v2; the paper: GPL/msmarco-distilbert-margin-mse].",
-)
-@click.option(
-    "--generator", default=None, help="Seq2seq query generator [default: BeIR/query-gen-msmarco-t5-base-v1]."
-)
+@_GPL_BEFORE
 @click.option(
     "--cross-encoder", default=None, help="Pseudo labeler [default: cross-encoder/ms-marco-MiniLM-L-6-v2]."
 )
@@ -72,18 +96,7 @@ def adapt():
     help="Negative miner (repeatable): a sentence-transformers model, a saved folder or bm25 "
     "[default: msmarco-distilbert-base-v3 and msmarco-MiniLM-L-6-v3].",
 )
-@click.option(
-    "--queries",
-    "queries_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Use these queries instead of generating them: JSONL with text and doc_id per line.",
-)
-@click.option(
-    "--queries-per-passage", type=click.IntRange(min=1), help="Override the 250K rule's queries per passage."
-)
-@click.option(
-    "--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."
-)
+@_GPL_AFTER
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps [default: from --preset].")
 @options.batch_size(_gpl("batch_size"), minimum=2)
 @options.learning_rate(help="Learning rate [default: 2e-5 for ft, the package default for the others].")
@@ -137,37 +150,8 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
 @options.output(
     folder=True, required=True, help="Run folder: the generated queries, then the trained retriever."
 )
-@click.option(
-    "--preset",
-    type=click.Choice(sorted(PRESETS)),
-    default=_qgen("preset"),
-    show_default=True,
-    help="The generated-query budget, as GPL's: paper (250K queries), small, tiny.",
-)
-@click.option(
-    "--student",
-    type=click.Choice(student_methods()),
-    default=_qgen("student"),
-    show_default=True,
-    help="What is trained: the whole backbone (the paper), deep prompts, or LoRA.",
-)
-@click.option("--backbone", default=None, help="Student backbone [default: all-MiniLM-L6-v2].")
-@click.option(
-    "--generator", default=None, help="Seq2seq query generator [default: BeIR/query-gen-msmarco-t5-base-v1]."
-)
-@click.option(
-    "--queries",
-    "queries_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Train on these queries instead of generating them (JSONL with text and doc_id per line), "
-    "e.g. a GPL run's generated_queries.jsonl.",
-)
-@click.option(
-    "--queries-per-passage", type=click.IntRange(min=1), help="Override the 250K rule's queries per passage."
-)
-@click.option(
-    "--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."
-)
+@_QGEN_BEFORE
+@_QGEN_AFTER
 @options.epochs(_qgen("epochs"))
 @options.max_steps()
 @options.batch_size(_qgen("batch_size"), minimum=2)

@@ -8,7 +8,7 @@ signal) and :mod:`.tsdae`. The training loss is :class:`beir_peft.losses.DualEnc
 """
 
 from .oracle import DenseMarginLabeler, OracleLabeler, oracle_queries
-from .pipeline import PRESETS, GPLConfig, run_gpl
+from .pipeline import PRESETS, GPLConfig, QueryStageConfig, run_gpl
 from .pseudo_labels import MarginLabeler, PseudoLabeler
 from .qgen import QGenConfig, run_qgen
 from .sizing import gpl_sizing
@@ -21,6 +21,7 @@ __all__ = [
     "OracleLabeler",
     "PseudoLabeler",
     "QGenConfig",
+    "QueryStageConfig",
     "gpl_sizing",
     "oracle_queries",
     "run_gpl",

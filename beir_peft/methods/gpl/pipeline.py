@@ -92,13 +92,50 @@ OPERATIONAL = (
 
 
 @dataclass
-class GPLConfig:
-    """GPL settings; ``None`` fields take the ``preset``'s value (default ``"paper"``)."""
+class QueryStageConfig:
+    """The settings of stages 0 and 1 (the corpus sample, the 250K rule, query generation), which GPL
+    and QGen share; ``None`` sizing fields take the ``preset``'s value (default ``"paper"``)."""
 
     preset: str = "paper"
     student: str = "ft"
     backbone: str = DEFAULT_BACKBONE
     generator: str = DEFAULT_GENERATOR
+    total_queries: int | None = None
+    queries_per_passage: int | None = None
+    num_passages: int | None = None
+    max_seq_length: int = 350
+    top_p: float = 0.95
+    top_k: int = 25
+    temperature: float = 1.0
+    max_query_length: int = 64
+    batch_size: int = 32
+    seed: int = 42
+    generation_batch_size: int = 32
+    shard_size: int = 10_000
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose {', '.join(PRESETS)}")
+        for key, value in PRESETS[self.preset].items():
+            if hasattr(self, key) and getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.student not in STUDENTS:
+            raise ConfigError(f"the students are {', '.join(STUDENTS)}; got {self.student!r}")
+        for name in ("total_queries", "shard_size", "max_seq_length"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be >= 2 (in-batch negatives need a second pair)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GPLConfig(QueryStageConfig):
+    """GPL settings: :class:`QueryStageConfig`'s, then mining, labelling and training."""
+
     cross_encoder: str = DEFAULT_CROSS_ENCODER
     miners: list[str] = field(default_factory=lambda: list(DEFAULT_MINERS))
     negatives_per_miner: int = 50
@@ -106,37 +143,18 @@ class GPLConfig:
     # (what exact becomes on several processes)
     mining_search: str = "exact"
     mining_max_seq_length: int | None = None  # None: each dense miner's own (a CPU budget: shorter)
-    total_queries: int | None = None
-    queries_per_passage: int | None = None
-    num_passages: int | None = None
     steps: int | None = None
     warmup_steps: int | None = None
-    batch_size: int = 32
     learning_rate: float | None = None
-    max_seq_length: int = 350
     similarity: str = "dot"
-    top_p: float = 0.95
-    top_k: int = 25
-    temperature: float = 1.0
-    max_query_length: int = 64
     tsdae: bool = False
     tsdae_steps: int = 100_000
-    seed: int = 42
     checkpoint_every: int = 1_000
-    generation_batch_size: int = 32
     cross_encoder_batch_size: int = 64
     mining_batch_size: int = 128
-    shard_size: int = 10_000
-    device: str | None = None
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown GPL preset {self.preset!r}; choose {', '.join(PRESETS)}")
-        for key, value in PRESETS[self.preset].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        if self.student not in STUDENTS:
-            raise ConfigError(f"GPL students are {', '.join(STUDENTS)}; got {self.student!r}")
+        super().__post_init__()
         if not self.miners:
             raise ConfigError("GPL needs at least one negative miner")
         if self.mining_search not in MINING_SEARCHES:
@@ -145,23 +163,11 @@ class GPLConfig:
             )
         if self.similarity not in ("dot", "cosine"):
             raise ConfigError(f"similarity must be dot or cosine, got {self.similarity!r}")
-        for name in (
-            "negatives_per_miner",
-            "steps",
-            "batch_size",
-            "total_queries",
-            "shard_size",
-            "max_seq_length",
-        ):
+        for name in ("negatives_per_miner", "steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be >= 2")
         if not 0 <= self.warmup_steps < self.steps:
             raise ConfigError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def student_embedding(self) -> dict[str, Any]:
         """How the student embeds and scores: raw dot-product vectors, or unit vectors and cosine."""
@@ -204,22 +210,8 @@ def run_gpl(
     show_progress_bar = show_progress_bar and group.is_main_process
     device = config.device or (str(group.device) if group.num_processes > 1 else None)
 
-    sample = _stage(
-        group, output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
-    )
-    generated = _stage(
-        group,
-        output / QUERIES_FILE,
-        echo,
-        "queries",
-        lambda: _generate(
-            corpus, sample, config, device, group, output / f"{QUERIES_FILE}.parts", show_progress_bar
-        ),
-        reader=_read_jsonl,
-        writer=_write_jsonl,
-        parts=output / f"{QUERIES_FILE}.parts",
-        given=(lambda: _read_user_queries(Path(queries_file), corpus)) if queries_file else None,
-        given_note=f"the user's queries from {queries_file}",
+    sample, generated = query_stages(
+        corpus, output, config, queries_file, group, echo, device, show_progress_bar
     )
     queries = {row["_id"]: row["text"] for row in generated}
     positives = {row["_id"]: row["doc_id"] for row in generated}
@@ -339,8 +331,6 @@ def _check_folder(
 ) -> None:
     """Refuse a folder holding a GPL run with other settings (every process); with ``overwrite``,
     clear it; record the settings (the main process)."""
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"{output}: exists and is not a folder")
     record = {
         **config.to_dict(),
         "queries_file": str(queries_file) if queries_file else None,
@@ -348,35 +338,54 @@ def _check_folder(
         # --batch-size is per process: N processes label and train on N times the triples
         "world_size": group.num_processes,
     }
-    path = output / CONFIG_FILE
+
+    def older(saved: dict) -> dict:
+        # folders written before the teacher was recorded were labelled by their cross-encoder
+        saved.setdefault("pseudo_labeler", cross_encoder_record(saved.get("cross_encoder", "")))
+        saved.setdefault("world_size", 1)  # and by one process
+        return saved
+
+    check_run_settings(
+        output, CONFIG_FILE, record, OPERATIONAL, "GPL", overwrite, group, older=older,
+        files=(SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE),
+        folders=(TSDAE_DIR, f"{QUERIES_FILE}.parts", f"{NEGATIVES_FILE}.vectors", f"{TRAINING_FILE}.parts"),
+    )  # fmt: skip
+
+
+def check_run_settings(
+    output: Path, config_file: str, record: Mapping[str, Any], operational: Iterable[str], what: str,
+    overwrite: bool, group, *, files: Iterable[str] = (), folders: Iterable[str] = (),
+    older: Callable[[dict], dict] | None = None,
+) -> None:  # fmt: skip
+    """The run folder's settings check (GPL's and QGen's): refuse a folder whose ``config_file``
+    records other settings than ``record`` (but the ``operational`` ones; ``older`` fills in what
+    older folders did not record), on every process; with ``overwrite``, remove the record, the
+    stage ``files`` and ``folders`` and the training run first; then write ``record`` (the main
+    process)."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: exists and is not a folder")
+    path = output / config_file
     if overwrite and output.is_dir() and group.is_main_process:
-        for name in (CONFIG_FILE, SAMPLE_FILE, QUERIES_FILE, NEGATIVES_FILE, TRAINING_FILE):
+        for name in (config_file, *files):
             (output / name).unlink(missing_ok=True)
-        for name in (
-            TSDAE_DIR,
-            f"{QUERIES_FILE}.parts",
-            f"{NEGATIVES_FILE}.vectors",
-            f"{TRAINING_FILE}.parts",
-        ):
+        for name in folders:
             shutil.rmtree(output / name, ignore_errors=True)
         from ...training.pairs import pair_run_folder
 
         pair_run_folder(output).clear()
     elif path.is_file() and not overwrite:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        # folders written before the teacher was recorded were labelled by their cross-encoder
-        saved.setdefault("pseudo_labeler", cross_encoder_record(saved.get("cross_encoder", "")))
-        saved.setdefault("world_size", 1)  # and by one process
-        changed = sorted(k for k in record if k not in OPERATIONAL and saved.get(k) != record[k])
+        saved = older(saved) if older is not None else saved
+        changed = sorted(k for k in record if k not in operational and saved.get(k) != record[k])
         if changed:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {record[k]!r}" for k in changed)
             raise ConfigError(
-                f"{output} holds a GPL run with other settings ({detail}); use another folder or --overwrite"
+                f"{output} holds a {what} run with other settings ({detail}); use another folder or --overwrite"
             )
     group.wait_for_everyone()  # every process has checked before the main one writes
     if group.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, record)
+        write_json_atomic(path, dict(record))
     group.wait_for_everyone()
 
 
@@ -419,7 +428,30 @@ def _sharded(folder: Path, items: list, size: int, make, desc: str, show: bool, 
 
 
 # ------------------------------------------------------------------------------- the stages
-def _sample(corpus: Mapping[str, Any], config: GPLConfig, queries_file) -> dict[str, Any]:
+def query_stages(
+    corpus, output: Path, config: QueryStageConfig, queries_file, group, echo, device, show: bool
+):
+    """Stages 0 and 1, shared with QGen: the corpus sample and the generated (or the user's) queries,
+    each read back when its file exists; returns ``(sample, rows)``."""
+    sample = _stage(
+        group, output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
+    )
+    generated = _stage(
+        group,
+        output / QUERIES_FILE,
+        echo,
+        "queries",
+        lambda: _generate(corpus, sample, config, device, group, output / f"{QUERIES_FILE}.parts", show),
+        reader=_read_jsonl,
+        writer=_write_jsonl,
+        parts=output / f"{QUERIES_FILE}.parts",
+        given=(lambda: _read_user_queries(Path(queries_file), corpus)) if queries_file else None,
+        given_note=f"the user's queries from {queries_file}",
+    )
+    return sample, generated
+
+
+def _sample(corpus: Mapping[str, Any], config: QueryStageConfig, queries_file) -> dict[str, Any]:
     if queries_file:  # the user's queries: their passages are all in play, nothing is generated
         return {"doc_ids": list(corpus), "queries_per_passage": None, "corpus_size": len(corpus)}
     num, per_passage = gpl_sizing(
@@ -434,7 +466,7 @@ def _sample(corpus: Mapping[str, Any], config: GPLConfig, queries_file) -> dict[
 
 
 def _generate(
-    corpus, sample, config: GPLConfig, device, group, parts: Path, show: bool
+    corpus, sample, config: QueryStageConfig, device, group, parts: Path, show: bool
 ) -> list[dict[str, str]]:
     generator = QueryGenerator(
         config.generator,

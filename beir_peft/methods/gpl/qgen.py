@@ -24,36 +24,18 @@ queries of one passage can share a batch and that passage is then a negative of 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import random
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...data import passage_text
-from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
-from ...io import write_json_atomic
-from ...registry import student_methods
 from ...training.processes import process_group
-from .pipeline import (
-    PRESETS,
-    QUERIES_FILE,
-    SAMPLE_FILE,
-    _generate,
-    _read_jsonl,
-    _read_user_queries,
-    _sample,
-    _silent,
-    _stage,
-    _write_jsonl,
-)
-from .query_generation import DEFAULT_GENERATOR
+from .pipeline import QUERIES_FILE, SAMPLE_FILE, QueryStageConfig, check_run_settings, query_stages
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +46,10 @@ OPERATIONAL = ("generation_batch_size", "shard_size", "device", "checkpoint_ever
 
 
 @dataclass
-class QGenConfig:
-    """QGen settings; the generation fields mean what :class:`~.pipeline.GPLConfig`'s do (``None``
-    sizing fields take the ``preset``'s query budget, default ``"paper"``: 250K queries)."""
+class QGenConfig(QueryStageConfig):
+    """QGen settings: GPL's :class:`~.pipeline.QueryStageConfig` (the same sample and generation),
+    then the in-batch-negatives training of BEIR's script (the GPL paper's defaults)."""
 
-    preset: str = "paper"
-    student: str = "ft"
-    backbone: str = DEFAULT_BACKBONE
-    generator: str = DEFAULT_GENERATOR
-    total_queries: int | None = None
-    queries_per_passage: int | None = None
-    num_passages: int | None = None
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 75
@@ -83,34 +58,14 @@ class QGenConfig:
     weight_decay: float = 0.01  # sentence-transformers' fit default, which BEIR's script keeps
     scale: float = 20.0
     sampler: str = "shuffle"
-    max_seq_length: int = 350
-    top_p: float = 0.95
-    top_k: int = 25
-    temperature: float = 1.0
-    max_query_length: int = 64
-    seed: int = 42
     checkpoint_every: int = 1_000
-    generation_batch_size: int = 32
-    shard_size: int = 10_000
-    device: str | None = None
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown QGen preset {self.preset!r}; choose {', '.join(PRESETS)}")
-        if self.total_queries is None:
-            self.total_queries = PRESETS[self.preset]["total_queries"]
-        if self.student not in student_methods():
-            raise ConfigError(f"QGen students are {', '.join(student_methods())}; got {self.student!r}")
+        super().__post_init__()
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        for name in ("total_queries", "epochs", "shard_size", "max_seq_length"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be >= 2 (in-batch negatives need a second pair)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
 
 
 def run_qgen(
@@ -133,26 +88,10 @@ def run_qgen(
     output = Path(output_dir)
     group = process_group()
     _check_folder(output, config, queries_file, overwrite, group)
-    echo = echo if group.is_main_process else _silent
+    echo = echo if group.is_main_process else (lambda _message: None)  # only the main process speaks
     show_progress_bar = show_progress_bar and group.is_main_process
     device = config.device or (str(group.device) if group.num_processes > 1 else None)
-    sample = _stage(
-        group, output / SAMPLE_FILE, echo, "corpus sample", lambda: _sample(corpus, config, queries_file)
-    )
-    generated = _stage(
-        group,
-        output / QUERIES_FILE,
-        echo,
-        "queries",
-        lambda: _generate(
-            corpus, sample, config, device, group, output / f"{QUERIES_FILE}.parts", show_progress_bar
-        ),
-        reader=_read_jsonl,
-        writer=_write_jsonl,
-        parts=output / f"{QUERIES_FILE}.parts",
-        given=(lambda: _read_user_queries(Path(queries_file), corpus)) if queries_file else None,
-        given_note=f"the user's queries from {queries_file}",
-    )
+    _, generated = query_stages(corpus, output, config, queries_file, group, echo, device, show_progress_bar)
     if len(generated) < 2:
         raise DatasetError(f"QGen needs at least 2 training queries, got {len(generated)}")
     echo(
@@ -162,33 +101,10 @@ def run_qgen(
 
 
 def _check_folder(output: Path, config: QGenConfig, queries_file, overwrite: bool, group) -> None:
-    """Refuse a folder holding a QGen run with other settings; with ``overwrite``, clear it; record
-    the settings (the main process)."""
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"{output}: exists and is not a folder")
     record = {**config.to_dict(), "queries_file": str(queries_file) if queries_file else None,
               "world_size": group.num_processes}  # fmt: skip
-    path = output / CONFIG_FILE
-    if overwrite and output.is_dir() and group.is_main_process:
-        for name in (CONFIG_FILE, SAMPLE_FILE, QUERIES_FILE):
-            (output / name).unlink(missing_ok=True)
-        shutil.rmtree(output / f"{QUERIES_FILE}.parts", ignore_errors=True)
-        from ...training.pairs import pair_run_folder
-
-        pair_run_folder(output).clear()
-    elif path.is_file() and not overwrite:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in record if k not in OPERATIONAL and saved.get(k) != record[k])
-        if changed:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {record[k]!r}" for k in changed)
-            raise ConfigError(
-                f"{output} holds a QGen run with other settings ({detail}); use another folder or --overwrite"
-            )
-    group.wait_for_everyone()
-    if group.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, record)
-    group.wait_for_everyone()
+    check_run_settings(output, CONFIG_FILE, record, OPERATIONAL, "QGen", overwrite, group,
+                       files=(SAMPLE_FILE, QUERIES_FILE), folders=(f"{QUERIES_FILE}.parts",))  # fmt: skip
 
 
 def _train(generated, corpus, config: QGenConfig, output: Path, dataset_name: str, show: bool) -> Path:

@@ -116,7 +116,6 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
 
     Resumable: rerun the same command and finished stages are skipped.
     """
-    from ..data import load_corpus, resolve_dataset
     from ..methods.gpl import run_gpl
 
     check_output_path(output, folder=True, what="--output")
@@ -126,21 +125,9 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
         "num_passages": num_passages, "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
         "similarity": similarity, "tsdae": tsdae, "seed": seed, "device": device,
     }  # fmt: skip
-    fields = {**options.parse_settings(settings), **{k: v for k, v in given.items() if v is not None}}
-    try:
-        config = GPLConfig(**fields)
-    except TypeError as err:
-        raise click.UsageError(f"--set: {err}") from None
-    if quiet:
-        quiet_libraries()
-    folder = resolve_dataset(dataset)
-    corpus = load_corpus(folder)
-    echo(f"GPL on {folder.name}: {len(corpus)} passages -> {output}")
-    result = run_gpl(
-        corpus, output, config, queries_file=queries_file, dataset_name=folder.name, overwrite=overwrite,
-        show_progress_bar=not quiet, echo=echo,
-    )  # fmt: skip
-    echo(f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}")
+    _run_on_corpus(
+        "GPL", GPLConfig, run_gpl, given, settings, dataset, output, queries_file, overwrite, quiet
+    )
 
 
 @adapt.command("qgen")
@@ -175,7 +162,6 @@ def adapt_qgen(dataset, output, preset, student, backbone, generator, queries_fi
 
     Shares GPL's generation stage and files; resumable like it.
     """
-    from ..data import load_corpus, resolve_dataset
     from ..methods.gpl import run_qgen
 
     check_output_path(output, folder=True, what="--output")
@@ -185,17 +171,27 @@ def adapt_qgen(dataset, output, preset, student, backbone, generator, queries_fi
         "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate, "sampler": sampler,
         "seed": seed, "device": device,
     }  # fmt: skip
+    _run_on_corpus(
+        "QGen", QGenConfig, run_qgen, given, settings, dataset, output, queries_file, overwrite, quiet
+    )
+
+
+def _run_on_corpus(name, config_class, run, given, settings, dataset, output, queries_file, overwrite, quiet):
+    """GPL's and QGen's common end: the config from the options and ``--set``, the target corpus,
+    the run, and where the saved retriever is."""
+    from ..data import load_corpus, resolve_dataset
+
     fields = {**options.parse_settings(settings), **{k: v for k, v in given.items() if v is not None}}
     try:
-        config = QGenConfig(**fields)
+        config = config_class(**fields)
     except TypeError as err:
         raise click.UsageError(f"--set: {err}") from None
     if quiet:
         quiet_libraries()
     folder = resolve_dataset(dataset)
     corpus = load_corpus(folder)
-    echo(f"QGen on {folder.name}: {len(corpus)} passages -> {output}")
-    result = run_qgen(
+    echo(f"{name} on {folder.name}: {len(corpus)} passages -> {output}")
+    result = run(
         corpus, output, config, queries_file=queries_file, dataset_name=folder.name, overwrite=overwrite,
         show_progress_bar=not quiet, echo=echo,
     )  # fmt: skip

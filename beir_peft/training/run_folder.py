@@ -31,6 +31,11 @@ def training_record(output: Path) -> dict[str, Any]:
     return read_config(output).get("training") or {}
 
 
+def one_process_unless_said(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A run record or checkpoint identity from before ``world_size`` was recorded: one process."""
+    return {"world_size": 1, **saved}
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Where one training run writes, and the rules for what it may find there.
@@ -121,4 +126,4 @@ class RunFolder:
         shutil.rmtree(self.checkpoint_root if self.beside else self.output / CHECKPOINTS, ignore_errors=True)
 
 
-__all__ = ["RunFolder", "training_record"]
+__all__ = ["RunFolder", "one_process_unless_said", "training_record"]

@@ -59,7 +59,7 @@ from ...training.loop import (
     run_loop,
 )
 from ...training.processes import new_accelerator
-from ...training.run_folder import RunFolder
+from ...training.run_folder import RunFolder, one_process_unless_said, training_record
 from .teacher import DEFAULT_TEACHER, QuestionReconstructionTeacher, TeacherCache, teacher_record
 
 logger = logging.getLogger(__name__)
@@ -232,20 +232,14 @@ def train_art(
     if accelerator.process_index:  # each process its own dropout (process 0: the seed's stream, as alone)
         torch.manual_seed(config.seed + accelerator.process_index)
     run_loop(step, batches, settings, folder, module=retriever.module, parameters=retriever.trainable_parameters(),
-             identity=identity, normalize_identity=_one_process_unless_said, accelerator=accelerator,
+             identity=identity, normalize_identity=one_process_unless_said, accelerator=accelerator,
              resume=resume, desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 
 
-def _one_process_unless_said(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """Checkpoints and folders from before ART split its batches were made on one process."""
-    return {"world_size": 1, **saved}
-
-
 def _trained_with(output: Path) -> dict[str, Any]:
-    from ...training.run_folder import training_record
-
-    return _one_process_unless_said(training_record(output))
+    """A finished folder's record; one from before ART split its batches was made on one process."""
+    return one_process_unless_said(training_record(output))
 
 
 def _shuffled(ids: list[str], seed: int) -> list[str]:

@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from ...training.loop import (
     run_loop,
 )
 from ...training.processes import new_accelerator
-from ...training.run_folder import RunFolder
+from ...training.run_folder import RunFolder, one_process_unless_said
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def train_dam(
     if accelerator.process_index:  # each process its own dropout (process 0: the seed's stream, as alone)
         torch.manual_seed(config.seed + accelerator.process_index)
     run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
-             normalize_identity=_one_process_unless_said, accelerator=accelerator, resume=True,
+             normalize_identity=one_process_unless_said, accelerator=accelerator, resume=True,
              desc=f"DAM (MLM) on {corpus_name}", show_progress_bar=show_progress_bar)  # fmt: skip
     return folder.output
 
@@ -251,13 +251,9 @@ class _MLMStep(TrainingStep):
             )  # fmt: skip
 
 
-def _one_process_unless_said(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """DAMs and checkpoints from before the DAM split its batches were made on one process."""
-    return {"world_size": 1, **saved}
-
-
 def _trained_with(output: Path) -> dict[str, Any]:
-    return _one_process_unless_said(read_dam(output))
+    """A DAM's record; one from before the DAM split its batches was made on one process."""
+    return one_process_unless_said(read_dam(output))
 
 
 def read_dam(path: str | os.PathLike) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_
 from beir_peft.methods.gpl.pseudo_labels import PseudoLabeler, draw_triples
 from beir_peft.methods.gpl.query_generation import GenerationSettings, QueryGenerator, generate_queries
 from beir_peft.methods.gpl.sizing import sample_passages
+from beir_peft.training.adaptation_check import held_out_sample, summary
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 
@@ -157,6 +158,14 @@ def test_pipeline_end_to_end_and_the_folder_evaluates(tiny, corpus, tmp_path):
         assert all(positives[row["qid"]] not in docs for docs in row["neg"].values())
     lines = (out / TRAINING_FILE).read_text().splitlines()
     assert lines[0] == "qid\tpos\tneg\tmargin" and len(lines) == 1 + 4 * 4  # steps x batch rows
+    # a tenth of the 40 queries is held out: mined, never labelled, scored by the adaptation check
+    check = json.loads((out / "config.json").read_text())["training"]["adaptation_check"]
+    held_out = set(_held_out_ids(queries))
+    assert check["held_out_queries"] == len(held_out) == 4 and check["start_model"] == tiny["bert"]
+    assert not held_out & {line.split("\t")[0] for line in lines[1:]}
+    assert held_out <= {row["qid"] for row in negatives}
+    assert check["better"] == (check["adapted"] > check["start"]) and 0 <= check["start"] <= 1
+    assert summary(check) in (out / "README.md").read_text()
     assert not any(p.name.endswith(".parts") for p in out.iterdir())  # shards merged and removed
     model = beir_peft.load(out)
     assert model.method == "pt2-dpr"
@@ -167,6 +176,16 @@ def test_pipeline_end_to_end_and_the_folder_evaluates(tiny, corpus, tmp_path):
         model, data.corpus, data.queries, data.qrels, k_values=[10], show_progress_bar=False
     )
     assert 0 <= result.metrics["NDCG@10"] <= 1
+
+
+def _held_out_ids(queries: list[dict]) -> list[str]:
+    return held_out_sample([q["_id"] for q in queries], 200, 42)
+
+
+def test_no_held_out_queries_no_check(tiny, corpus, tmp_path):
+    out = run_gpl(corpus, tmp_path / "run", tiny_config(tiny, held_out_queries=0, steps=2, warmup_steps=0),
+                  show_progress_bar=False)  # fmt: skip
+    assert "adaptation_check" not in json.loads((out / "config.json").read_text())["training"]
 
 
 def test_a_killed_run_resumes_without_repeating_finished_stages(tiny, corpus, tmp_path, monkeypatch):
@@ -245,11 +264,14 @@ def test_bad_settings():
 def test_cli_adapt_gpl(tiny, tmp_path, capsys):
     args = ["adapt", "gpl", "-d", "demo", "-o", str(tmp_path / "run"), "--preset", "tiny", "--student", "pt2-dpr",
             "--backbone", tiny["bert"], "--generator", tiny["t5"], "--cross-encoder", tiny["ce"], "--miner", tiny["bert"],
-            "--queries-per-passage", "1", "--num-passages", "12", "--steps", "2", "--batch-size", "4",
-            "--set", "max_query_length=8", "--set", "max_seq_length=64", "--set", "warmup_steps=0",
-            "--device", "cpu", "-q"]  # fmt: skip
+            "--queries-per-passage", "1", "--num-passages", "20", "--held-out-queries", "2", "--steps", "2",
+            "--batch-size", "4", "--set", "max_query_length=8", "--set", "max_seq_length=64",
+            "--set", "warmup_steps=0", "--device", "cpu", "-q"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
-    assert "evaluate with" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "evaluate with" in err
+    check = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["adaptation_check"]
+    assert check["held_out_queries"] == 2 and summary(check) in err  # the check's line, a warning or not
     assert main(["evaluate", "--model", str(tmp_path / "run"), "-q", "--k-values", "10"]) == 0
     assert main([*args[:-1], "--set", "nonsense=1", "-q"]) == 2
     err = capsys.readouterr().err

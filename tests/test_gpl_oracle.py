@@ -30,6 +30,7 @@ from beir_peft.encoders.backbone import DEFAULT_BACKBONE
 from beir_peft.evaluation import evaluate_retriever
 from beir_peft.methods.gpl import DenseMarginLabeler, GPLConfig, OracleLabeler, oracle_queries, run_gpl
 from beir_peft.methods.gpl.pipeline import NEGATIVES_FILE, QUERIES_FILE, SAMPLE_FILE
+from beir_peft.training.adaptation_check import recorded_check, warning
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +46,12 @@ class Budget:
     learning_rate: float
     anchored: bool = False  # labels relative to the student's starting margins (OracleLabeler's base)
     oracle_scale: float = 5.0  # the oracle's logit: +S for a judged passage, -S otherwise
+    # the proof runs were measured before the adaptation check held queries out: they keep every one
+    held_out_queries: int = 0
 
 
 #: the default suite's: 40 steps of 8 at GPL's lr (docs/experiments/gpl_oracle.py's defaults)
-SMALL = Budget(40, 8, 2e-5)
+SMALL = Budget(40, 8, 2e-5, held_out_queries=200)  # and the adaptation check that must warn
 #: the proof runs, as measured in docs/results.md ("The proof runs"): ``ft`` with the plain oracle
 #: (docs/results/gpl_oracle_300x16b/), ``pt2-dpr`` with the anchored one (docs/results/gpl_oracle_pt2_anchored/)
 PROOF_ORACLE = {
@@ -83,6 +86,7 @@ def _train_and_test(student, inverted, budget: Budget, scifact_train, reference,
         preset="tiny", student=student, miners=[DEFAULT_BACKBONE], mining_max_seq_length=length,
         negatives_per_miner=30, steps=budget.steps, warmup_steps=budget.steps // 10, batch_size=budget.batch_size,
         learning_rate=budget.learning_rate, max_seq_length=length, checkpoint_every=0, device="cpu",
+        held_out_queries=budget.held_out_queries,
     )  # fmt: skip
     base = DenseMarginLabeler.of_dot_student_start(max_seq_length=length) if budget.anchored else None
     labeler = OracleLabeler(
@@ -100,14 +104,20 @@ def _train_and_test(student, inverted, budget: Budget, scifact_train, reference,
     result = evaluate_retriever(model, data.corpus, data.queries, data.qrels, k_values=[10],
                                 show_progress_bar=False)  # fmt: skip
     zero_shot = reference["result"].per_query_ndcg10
-    return paired_t_test(zero_shot, result.per_query_ndcg10, data.queries)
+    return paired_t_test(zero_shot, result.per_query_ndcg10, data.queries), out
 
 
 def test_the_anti_oracle_sinks_the_ft_student_below_zero_shot(
     scifact_train, scifact_zero_shot_slice, tmp_path
 ):
-    anti = _train_and_test("ft", True, SMALL, scifact_train, scifact_zero_shot_slice, tmp_path / "anti")
+    anti, out = _train_and_test("ft", True, SMALL, scifact_train, scifact_zero_shot_slice, tmp_path / "anti")
     assert anti.delta < 0 and anti.p_value < 0.05, anti  # the dot student starts at -0.009 (n.s.)
+    # the adaptation check sees it on the run's own held-out signal, without the test set
+    check = recorded_check(out)
+    rows = len(scifact_train[1].read_text().splitlines())  # one query per judged pair
+    assert check["held_out_queries"] == rows // 10 and check["start_model"] == DEFAULT_BACKBONE
+    assert not check["better"] and check["adapted"] < check["start"], check
+    assert warning(check).startswith("warning: the adapted model is not better than its start")
 
 
 @pytest.mark.proof
@@ -115,7 +125,7 @@ def test_the_anti_oracle_sinks_the_ft_student_below_zero_shot(
 def test_the_oracle_lifts_the_student_above_zero_shot(
     student, scifact_train, scifact_zero_shot_slice, tmp_path
 ):
-    oracle = _train_and_test(student, False, PROOF_ORACLE[student], scifact_train, scifact_zero_shot_slice,
+    oracle, _ = _train_and_test(student, False, PROOF_ORACLE[student], scifact_train, scifact_zero_shot_slice,
                              tmp_path / "oracle")  # fmt: skip
     assert oracle.delta > 0 and oracle.p_value < 0.05, oracle
 
@@ -125,6 +135,6 @@ def test_the_anti_oracle_sinks_the_pt2_student_below_zero_shot(
     scifact_train, scifact_zero_shot_slice, tmp_path
 ):
     """A gated prompt student moves too little in the small budget (-0.014, p = 0.11 in 40 steps of 8)."""
-    anti = _train_and_test("pt2-dpr", True, PROOF_PT2_ANTI, scifact_train, scifact_zero_shot_slice,
+    anti, _ = _train_and_test("pt2-dpr", True, PROOF_PT2_ANTI, scifact_train, scifact_zero_shot_slice,
                            tmp_path / "anti")  # fmt: skip
     assert anti.delta < 0 and anti.p_value < 0.05, anti

@@ -20,6 +20,7 @@ from beir_peft.evaluation import evaluate_retriever
 from beir_peft.methods.gpl import GPLConfig, QGenConfig, run_gpl, run_qgen
 from beir_peft.methods.gpl.pipeline import QUERIES_FILE, SAMPLE_FILE
 from beir_peft.methods.gpl.qgen import CONFIG_FILE
+from beir_peft.training.adaptation_check import recorded_check
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 
@@ -62,7 +63,11 @@ def test_qgen_generates_gpl_s_queries_and_trains_one_epoch_of_in_batch_negatives
     assert pairs == 40
     record = json.loads((qgen / "config.json").read_text())["training"]
     assert record["method"] == "qgen" and record["split"] == "qgen" and record["epochs"] == 1
-    assert record["steps"] == pairs // 4  # one epoch of batch 4 (the last short batch dropped)
+    # a tenth of the queries held out for the adaptation check: GPL's very ones
+    assert record["adaptation_check"]["held_out_queries"] == 4 and record["pairs"] == pairs - 4
+    gpl_check = json.loads((gpl / "config.json").read_text())["training"]["adaptation_check"]
+    assert gpl_check["held_out_queries"] == 4 and gpl_check["start"] == record["adaptation_check"]["start"]
+    assert record["steps"] == (pairs - 4) // 4  # one epoch of batch 4 (the last short batch dropped)
     assert record["scale"] == 20.0 and record["warmup_ratio"] == 0.1 and record["hard_negatives"] == 0
     model = beir_peft.load(qgen)
     assert model.method == "pt2-dpr" and model.score_function == "cos_sim" and model.config.normalize is True
@@ -156,16 +161,19 @@ def _oracle_run(scifact_zero_shot_slice, tmp_path, mismatched: bool):
     result = evaluate_retriever(beir_peft.load(out), data.corpus, data.queries, data.qrels, k_values=[10],
                                 show_progress_bar=False)  # fmt: skip
     zero_shot = scifact_zero_shot_slice["result"].per_query_ndcg10
-    return paired_t_test(zero_shot, result.per_query_ndcg10, data.queries)
+    return paired_t_test(zero_shot, result.per_query_ndcg10, data.queries), recorded_check(out)
 
 
 @pytest.mark.integration
 def test_oracle_queries_lift_qgen_above_zero_shot(scifact_zero_shot_slice, tmp_path):
-    oracle = _oracle_run(scifact_zero_shot_slice, tmp_path, mismatched=False)
+    oracle, check = _oracle_run(scifact_zero_shot_slice, tmp_path, mismatched=False)
     assert oracle.delta > 0 and oracle.p_value < 0.05, oracle
+    assert check["held_out_queries"] == 91 and check["better"], check  # a tenth of the 919 pairs
 
 
 @pytest.mark.integration
 def test_mismatched_queries_sink_qgen_below_zero_shot(scifact_zero_shot_slice, tmp_path):
-    anti = _oracle_run(scifact_zero_shot_slice, tmp_path, mismatched=True)
+    anti, _ = _oracle_run(
+        scifact_zero_shot_slice, tmp_path, mismatched=True
+    )  # its held-out pairs are wrong too
     assert anti.delta < 0 and anti.p_value < 0.05, anti

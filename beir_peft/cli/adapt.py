@@ -53,6 +53,9 @@ def _query_stage_options(preset_help: str, backbone_help: str, queries_help: str
             click.option("--queries-per-passage", type=click.IntRange(min=1),
                          help="Override the 250K rule's queries per passage."),
             click.option("--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."),
+            click.option("--held-out-queries", type=click.IntRange(min=0),
+                         help="Queries kept out of training, on which the start and the adapted model are "
+                              f"compared at the end [default: {_gpl('held_out_queries')}, at most a tenth; 0: no check]."),
         ]):  # fmt: skip
             command = option(command)
         return command
@@ -110,8 +113,8 @@ def adapt():
 @options.overwrite("Delete the run folder's GPL outputs and start afresh.")
 @options.quiet()
 def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encoder, miners, queries_file,
-              queries_per_passage, num_passages, steps, batch_size, learning_rate, similarity, tsdae, settings,
-              seed, device, overwrite, quiet):  # fmt: skip
+              queries_per_passage, num_passages, held_out_queries, steps, batch_size, learning_rate, similarity,
+              tsdae, settings, seed, device, overwrite, quiet):  # fmt: skip
     """GPL (Wang et al. 2022): generate queries, mine negatives, pseudo-label with a cross-encoder, train with MarginMSE.
 
     Resumable: rerun the same command and finished stages are skipped.
@@ -124,6 +127,7 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
         "cross_encoder": cross_encoder, "miners": list(miners) or None, "queries_per_passage": queries_per_passage,
         "num_passages": num_passages, "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
         "similarity": similarity, "tsdae": tsdae, "seed": seed, "device": device,
+        "held_out_queries": held_out_queries,
     }  # fmt: skip
     _run_on_corpus(
         "GPL", GPLConfig, run_gpl, given, settings, dataset, output, queries_file, overwrite, quiet
@@ -156,8 +160,8 @@ def adapt_gpl(dataset, output, preset, student, backbone, generator, cross_encod
 @options.overwrite("Delete the run folder's QGen outputs and start afresh.")
 @options.quiet()
 def adapt_qgen(dataset, output, preset, student, backbone, generator, queries_file, queries_per_passage,
-               num_passages, epochs, max_steps, batch_size, learning_rate, sampler, settings, seed, device,
-               overwrite, quiet):  # fmt: skip
+               num_passages, held_out_queries, epochs, max_steps, batch_size, learning_rate, sampler, settings,
+               seed, device, overwrite, quiet):  # fmt: skip
     """QGen (GPL's baseline): generated queries, in-batch negatives (MNRL), no pseudo labels.
 
     Shares GPL's generation stage and files; resumable like it.
@@ -169,7 +173,7 @@ def adapt_qgen(dataset, output, preset, student, backbone, generator, queries_fi
         "preset": preset, "student": student, "backbone": backbone, "generator": generator,
         "queries_per_passage": queries_per_passage, "num_passages": num_passages, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate, "sampler": sampler,
-        "seed": seed, "device": device,
+        "seed": seed, "device": device, "held_out_queries": held_out_queries,
     }  # fmt: skip
     _run_on_corpus(
         "QGen", QGenConfig, run_qgen, given, settings, dataset, output, queries_file, overwrite, quiet

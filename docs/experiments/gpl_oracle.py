@@ -79,6 +79,7 @@ def train_one(runs: Path, student: str, teacher: str, train, queries_file: Path,
         learning_rate=args.lr.get(student),
         max_seq_length=args.max_seq_length,
         seed=args.seed,
+        held_out_queries=0,  # the published numbers: every query trained on (before the adaptation check)
     )
     base = (
         DenseMarginLabeler.of_dot_student_start(max_seq_length=args.max_seq_length) if args.anchor else None

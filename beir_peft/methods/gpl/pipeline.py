@@ -48,6 +48,7 @@ from ...errors import ConfigError, DatasetError
 from ...io import atomic_open, write_json_atomic
 from ...registry import student_methods
 from ...search import SINGLE_VECTOR_SEARCHES
+from ...training.adaptation_check import HeldOutSignal, held_out_sample, run_check
 from ...training.processes import process_group
 from .negatives import DEFAULT_MINERS, mine_negatives
 from .pseudo_labels import (
@@ -110,6 +111,8 @@ class QueryStageConfig:
     max_query_length: int = 64
     batch_size: int = 32
     seed: int = 42
+    # kept out of training for the adaptation check (at most a tenth of the queries; 0: no check)
+    held_out_queries: int = 200
     generation_batch_size: int = 32
     shard_size: int = 10_000
     device: str | None = None
@@ -127,6 +130,8 @@ class QueryStageConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (in-batch negatives need a second pair)")
+        if self.held_out_queries < 0:
+            raise ConfigError(f"held_out_queries must be >= 0, got {self.held_out_queries}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,8 +220,9 @@ def run_gpl(
     )
     queries = {row["_id"]: row["text"] for row in generated}
     positives = {row["_id"]: row["doc_id"] for row in generated}
-    if len(queries) < 2:
-        raise DatasetError(f"GPL needs at least 2 training queries, got {len(queries)}")
+    training_rows, held_out = split_held_out(generated, config)
+    if len(training_rows) < 2:
+        raise DatasetError(f"GPL needs at least 2 training queries, got {len(training_rows)}")
     sub_corpus = {doc_id: corpus[doc_id] for doc_id in sample["doc_ids"]}
     # exact mining on several processes: the passages' encoding split across them (vector shards)
     search = (
@@ -257,6 +263,7 @@ def run_gpl(
         "pseudo labels",
         lambda: _label(
             queries,
+            [row["_id"] for row in training_rows],  # the held-out queries are mined, never labelled
             positives,
             negatives,
             corpus,
@@ -287,9 +294,11 @@ def run_gpl(
             )
         backbone = str(tsdae_dir.resolve())
     echo(f"training: {config.student} on {backbone}, {config.steps} steps of {config.batch_size}")
-    return _train(
+    folder = _train(
         training, queries, corpus, backbone, config, teacher, output, dataset_name, show_progress_bar
     )
+    check_adapted(folder, held_out, corpus, config, group, echo)
+    return folder
 
 
 # ------------------------------------------------------------------------------- stage plumbing
@@ -343,6 +352,7 @@ def _check_folder(
         # folders written before the teacher was recorded were labelled by their cross-encoder
         saved.setdefault("pseudo_labeler", cross_encoder_record(saved.get("cross_encoder", "")))
         saved.setdefault("world_size", 1)  # and by one process
+        saved.setdefault("held_out_queries", 0)  # and trained on every query
         return saved
 
     check_run_settings(
@@ -451,6 +461,34 @@ def query_stages(
     return sample, generated
 
 
+def split_held_out(generated: list[dict[str, str]], config: QueryStageConfig):
+    """``(training rows, held-out rows)`` of the generated queries: ``config.held_out_queries`` of
+    them (at most a tenth, drawn with the run's seed) kept out of training for the adaptation check."""
+    held = set(held_out_sample([row["_id"] for row in generated], config.held_out_queries, config.seed))
+    return [r for r in generated if r["_id"] not in held], [r for r in generated if r["_id"] in held]
+
+
+def check_adapted(folder: Path, held_out, corpus, config: QueryStageConfig, group, echo) -> None:
+    """The adaptation check (training/adaptation_check.py) of a finished run, on the main process:
+    the start model (``config.backbone`` as it is, at the student's input length) against the saved
+    student, on the held-out generated queries; recorded in the folder, its line echoed (a warning when it is not better)."""
+    if group.is_main_process:
+        from ...models.loading import load, load_model
+
+        def start():
+            model = load_model(config.backbone, device=config.device)
+            model.max_seq_length = (
+                config.max_seq_length
+            )  # the student's input length: both read the same text
+            return model
+
+        run_check(
+            folder, HeldOutSignal.generated_queries(held_out, corpus) if held_out else None, start,
+            lambda: load(folder, device=config.device), start_name=config.backbone, echo=echo,
+        )  # fmt: skip
+    group.wait_for_everyone()
+
+
 def _sample(corpus: Mapping[str, Any], config: QueryStageConfig, queries_file) -> dict[str, Any]:
     if queries_file:  # the user's queries: their passages are all in play, nothing is generated
         return {"doc_ids": list(corpus), "queries_per_passage": None, "corpus_size": len(corpus)}
@@ -514,10 +552,10 @@ def _read_user_queries(path: Path, corpus: Mapping[str, Any]) -> list[dict[str, 
     return rows
 
 
-def _label(queries, positives, negatives, corpus, config: GPLConfig, labeler, device, group, parts: Path,
-           show: bool):  # fmt: skip
+def _label(queries, training_ids, positives, negatives, corpus, config: GPLConfig, labeler, device, group,
+           parts: Path, show: bool):  # fmt: skip
     wanted = config.steps * config.batch_size * group.num_processes  # every step's batch on every process
-    triples = draw_triples(list(queries), positives, negatives, wanted, config.seed)
+    triples = draw_triples(training_ids, positives, negatives, wanted, config.seed)
     if labeler is None:
         labeler = PseudoLabeler(
             config.cross_encoder, max_length=config.max_seq_length, batch_size=config.cross_encoder_batch_size,

@@ -35,7 +35,15 @@ from typing import Any
 from ...data import passage_text
 from ...errors import ConfigError, DatasetError
 from ...training.processes import process_group
-from .pipeline import QUERIES_FILE, SAMPLE_FILE, QueryStageConfig, check_run_settings, query_stages
+from .pipeline import (
+    QUERIES_FILE,
+    SAMPLE_FILE,
+    QueryStageConfig,
+    check_adapted,
+    check_run_settings,
+    query_stages,
+    split_held_out,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +100,27 @@ def run_qgen(
     show_progress_bar = show_progress_bar and group.is_main_process
     device = config.device or (str(group.device) if group.num_processes > 1 else None)
     _, generated = query_stages(corpus, output, config, queries_file, group, echo, device, show_progress_bar)
-    if len(generated) < 2:
-        raise DatasetError(f"QGen needs at least 2 training queries, got {len(generated)}")
-    echo(
-        f"training: {config.student} on {config.backbone}, {len(generated)} pairs, batch {config.batch_size}"
-    )
-    return _train(generated, corpus, config, output, dataset_name, show_progress_bar)
+    training, held_out = split_held_out(generated, config)  # the same held-out queries as GPL's
+    if len(training) < 2:
+        raise DatasetError(f"QGen needs at least 2 training queries, got {len(training)}")
+    echo(f"training: {config.student} on {config.backbone}, {len(training)} pairs, batch {config.batch_size}")
+    folder = _train(training, corpus, config, output, dataset_name, show_progress_bar)
+    check_adapted(folder, held_out, corpus, config, group, echo)
+    return folder
 
 
 def _check_folder(output: Path, config: QGenConfig, queries_file, overwrite: bool, group) -> None:
     record = {**config.to_dict(), "queries_file": str(queries_file) if queries_file else None,
               "world_size": group.num_processes}  # fmt: skip
     check_run_settings(output, CONFIG_FILE, record, OPERATIONAL, "QGen", overwrite, group,
-                       files=(SAMPLE_FILE, QUERIES_FILE), folders=(f"{QUERIES_FILE}.parts",))  # fmt: skip
+                       files=(SAMPLE_FILE, QUERIES_FILE), folders=(f"{QUERIES_FILE}.parts",),
+                       older=_trained_on_every_query)  # fmt: skip
+
+
+def _trained_on_every_query(saved: dict) -> dict:
+    """Folders written before the adaptation check held nothing out."""
+    saved.setdefault("held_out_queries", 0)
+    return saved
 
 
 def _train(generated, corpus, config: QGenConfig, output: Path, dataset_name: str, show: bool) -> Path:

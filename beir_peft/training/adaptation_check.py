@@ -78,7 +78,7 @@ def check_adaptation(
     scores = {}
     for name, model in (("start", start), ("adapted", adapted)):
         result = evaluate_retriever(
-            model, signal.corpus, signal.queries, signal.qrels, k_values=[1, 10], batch_size=batch_size,
+            model, signal.corpus, signal.queries, signal.qrels, k_values=[10], batch_size=batch_size,
             ignore_identical_ids=False, show_progress_bar=False,
         )  # fmt: skip
         scores[name] = round(float(result.metrics[METRIC]), 5)
@@ -124,9 +124,7 @@ def record_check(folder: str | Path, check: Mapping[str, Any]) -> None:
     folder = Path(folder)
     config = read_config(folder)
     config.setdefault("training", {})[CHECK_KEY] = dict(check)
-    card = model_card(config).rstrip("\n").splitlines()
-    card[-1:-1] = [f"- {summary(check)}", ""]  # before the "Written by" line
-    write_text_atomic(folder / CARD_NAME, "\n".join(card) + "\n")
+    write_text_atomic(folder / CARD_NAME, model_card(config, results={"adaptation": summary(check)}))
     write_json_atomic(folder / CONFIG_NAME, config)
 
 

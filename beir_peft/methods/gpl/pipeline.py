@@ -471,19 +471,19 @@ def split_held_out(generated: list[dict[str, str]], config: QueryStageConfig):
 def check_adapted(folder: Path, held_out, corpus, config: QueryStageConfig, group, echo) -> None:
     """The adaptation check (training/adaptation_check.py) of a finished run, on the main process:
     the start model (``config.backbone`` as it is, at the student's input length) against the saved
-    student, on the held-out generated queries; recorded in the folder, its line echoed (a warning when it is not better)."""
+    student, on the held-out generated queries (none: no check); recorded in the folder, its line
+    echoed (a warning when it is not better)."""
     if group.is_main_process:
         from ...models.loading import load, load_model
 
         def start():
             model = load_model(config.backbone, device=config.device)
-            model.max_seq_length = (
-                config.max_seq_length
-            )  # the student's input length: both read the same text
+            # at the student's input length: both models read the same text
+            model.max_seq_length = config.max_seq_length
             return model
 
         run_check(
-            folder, HeldOutSignal.generated_queries(held_out, corpus) if held_out else None, start,
+            folder, HeldOutSignal.generated_queries(held_out, corpus), start,
             lambda: load(folder, device=config.device), start_name=config.backbone, echo=echo,
         )  # fmt: skip
     group.wait_for_everyone()

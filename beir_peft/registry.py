@@ -94,6 +94,7 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
     MethodSpec("bitfit", DENSE, _TUNED, _CONFIGS + "WeightTuningConfig", trainable=True),
     MethodSpec("lora", DENSE, _TUNED, _CONFIGS + "LoRATuningConfig", trainable=True, student=True,
                servable=True),
+    MethodSpec("adapter", DENSE, _TUNED, _CONFIGS + "AdapterTuningConfig", trainable=True),
     MethodSpec("ft", DENSE, _TUNED, _CONFIGS + "WeightTuningConfig", trains_backbone=True, trainable=True,
                student=True),
     MethodSpec("ddr", DDR, "beir_peft.models.ddr:DDR", _CONFIGS + "DDRConfig"),

@@ -374,7 +374,7 @@ def load_domains(
     a name or folder, or ``None`` (the backbone named in the first folder's ``config.json``; the
     default MiniLM when every domain is ``None``). A folder trained on another backbone (its
     backbone fingerprint differs) is an :class:`ArtifactError` naming the folder; a method that
-    cannot share a backbone (``ft``, ``bitfit``, ``ddr``, ``prompt``, ``colbert-ft``) a
+    cannot share a backbone (``ft``, ``bitfit``, ``adapter``, ``ddr``, ``prompt``, ``colbert-ft``) a
     :class:`ConfigError`. ``lora_mixing``: how LoRA rows of a mixed batch get their adapter,
     ``"gathered"`` (one batched matmul over per-row adapters) or ``"peft"`` (peft's own
     ``adapter_names`` path); see :mod:`beir_peft.encoders.lora_router`.

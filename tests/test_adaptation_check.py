@@ -20,6 +20,7 @@ from beir_peft.training.adaptation_check import (
     held_out_sample,
     recorded_check,
     run_check,
+    summary,
     warning,
 )
 
@@ -64,6 +65,7 @@ def test_a_model_no_better_than_its_start_warns_and_the_folder_records_it(saved,
     check = check_adaptation(start, adapted, signal, start_name=backbone)
     assert check["start"] == check["adapted"] and check["gain"] == 0 and not check["better"]  # the same model
     assert check["held_out_queries"] == 12 and check["metric"] == "NDCG@10"
+    assert check["p_value"] == 1.0  # no difference: no evidence of one
     line = warning(check)
     assert line.startswith("warning: the adapted model is not better than its start") and "\n" not in line
 
@@ -92,8 +94,13 @@ def test_a_better_model_does_not_warn():
         "adapted": 0.6,
         "gain": 0.1,
         "held_out_queries": 9,
+        "signal": "held-out generated queries, each with the passage it was generated from",
+        "p_value": 0.0312,
     }
     assert warning(check) is None
+    assert summary(check) == (
+        "adaptation check: NDCG@10 0.5000 -> 0.6000 (+0.1000, p=0.031) on 9 held-out generated queries"
+    )
 
 
 def test_nothing_held_out_no_check(saved):

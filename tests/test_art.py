@@ -26,6 +26,7 @@ from beir_peft.methods.art import (
     train_art,
 )
 from beir_peft.models.base import QUERY
+from beir_peft.training.adaptation_check import summary
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 
@@ -248,11 +249,15 @@ def test_students_and_bad_input(tiny, teacher, demo, tmp_path):
 
 
 def test_cli_adapt_art(tiny, tmp_path, capsys):
-    args = ["adapt", "art", "-d", "demo", "--questions", "train", "-o", str(tmp_path / "run"), "--backbone",
+    args = ["adapt", "art", "-d", "demo", "--questions", "test", "-o", str(tmp_path / "run"), "--backbone",
             tiny["bert"], "--teacher", tiny["t5"], "--top-k", "3", "--max-steps", "2", "--batch-size", "4",
             "--device", "cpu", "-q"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
-    assert "qrels unused" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "qrels unused" in err
+    # the 20 test questions: 2 held out, and the check's line said once (a warning or not)
+    check = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["adaptation_check"]
+    assert check["held_out_queries"] == 2 and err.count(summary(check)) == 1
     assert main(["evaluate", "--model", str(tmp_path / "run"), "-q", "--k-values", "10"]) == 0
     capsys.readouterr()
     bad = tmp_path / "q.jsonl"
@@ -429,3 +434,80 @@ def test_questions_whose_teacher_scores_all_tie_are_left_out(tiny, teacher, demo
     out = train_art(demo.queries, demo.corpus, tmp_path / "lm", config(tiny, checkpoint_every=0),
                     teacher=teacher, show_progress_bar=False)  # fmt: skip
     assert json.loads((out / "config.json").read_text())["training"]["uninformative_questions"] == 0
+
+
+# ------------------------------------------------------------------------------- the adaptation check
+@pytest.fixture(scope="module")
+def demo_all():
+    """The demo's train and test questions together: 30, of which a tenth (3) are held out."""
+    train, test = load_dataset("demo", split="train"), load_dataset("demo", split="test")
+    return {**train.queries, **test.queries}, train.corpus, {**train.qrels, **test.qrels}
+
+
+def test_held_out_questions_are_not_trained_on_and_the_check_is_recorded(tiny, teacher, demo_all, tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    from beir_peft.methods.art import held_out as art_held_out
+    from beir_peft.training.adaptation_check import held_out_sample, recorded_check
+
+    queries, corpus, _ = demo_all
+    cfg = config(tiny, max_steps=4, checkpoint_every=0)
+    seen, lines = [], []
+    out = train_art(queries, corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False,
+                    on_step=lambda info: seen.extend(info["question_ids"]), echo=lines.append)  # fmt: skip
+    held = held_out_sample(list(queries), cfg.held_out_questions, cfg.seed)
+    assert len(held) == 3 and not set(held) & set(seen)
+    record = json.loads((out / "config.json").read_text())["training"]
+    check = record["adaptation_check"]
+    assert record["questions"] == 27 and record["held_out_questions"] == 200
+    # the tiny T5 never ties, so every held-out question has the teacher's choice
+    assert check["held_out_queries"] == 3 and check["start_model"] == tiny["bert"]
+    assert check["signal"].startswith("held-out questions") and check["candidate_passages"] >= cfg.top_k
+    assert lines == [summary(check)] and summary(check) in (out / "README.md").read_text()
+
+    def unused(*args, **kwargs):
+        raise AssertionError("a finished run's recorded check is not scored again")
+
+    monkeypatch.setattr(art_held_out, "teacher_choice_signal", unused)
+    again = []
+    assert (
+        train_art(queries, corpus, out, cfg, teacher=teacher, show_progress_bar=False, echo=again.append)
+        == out
+    )
+    assert again == lines and recorded_check(out) == check
+
+    none = train_art(queries, corpus, tmp_path / "none", config(tiny, max_steps=1, checkpoint_every=0,
+                     held_out_questions=0), teacher=teacher, show_progress_bar=False)  # fmt: skip
+    record = json.loads((none / "config.json").read_text())["training"]
+    assert "adaptation_check" not in record and record["questions"] == 30
+    with pytest.raises(ConfigError, match="held_out_questions"):
+        ARTConfig(held_out_questions=-1)
+
+
+def test_a_folder_from_before_the_check_is_still_finished(tiny, teacher, demo_all, tmp_path):
+    """A record without ``held_out_questions`` was trained on every question."""
+    queries, corpus, _ = demo_all
+    cfg = config(tiny, max_steps=1, checkpoint_every=0, held_out_questions=0)
+    out = train_art(queries, corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["training"]["held_out_questions"]
+    (out / "config.json").write_text(json.dumps(saved))
+    before = (out / "weights.safetensors").read_bytes()
+    assert train_art(queries, corpus, out, cfg, teacher=teacher, show_progress_bar=False) == out
+    assert (out / "weights.safetensors").read_bytes() == before
+
+
+def test_a_learning_rate_that_wrecks_the_backbone_warns(demo_all, tmp_path, caplog):
+    """The real MiniLM at lr 1e-2 for 3 steps (the paper's is 2e-5): on the held-out questions it
+    finds the oracle teacher's choice far less often than before, and the run says so."""
+    from beir_peft.methods.art import QrelsOracleTeacher
+    from beir_peft.training.adaptation_check import recorded_check, warning
+
+    queries, corpus, qrels = demo_all
+    teacher = QrelsOracleTeacher(queries, corpus, qrels, source="demo/train+test")
+    cfg = ARTConfig(student="ft", max_seq_length=64, top_k=4, batch_size=8, max_steps=3, learning_rate=1e-2,
+                    warmup_ratio=0.0, refresh_every=10**6, checkpoint_every=0, device="cpu")  # fmt: skip
+    with caplog.at_level("WARNING", logger="beir_peft"):
+        out = train_art(queries, corpus, tmp_path / "run", cfg, teacher=teacher, show_progress_bar=False)
+    check = recorded_check(out)
+    assert not check["better"] and check["adapted"] < check["start"] - 0.2, check
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [warning(check)]

@@ -23,6 +23,7 @@ from beir_peft.errors import ArtifactError, ConfigError
 from beir_peft.methods.ddr import DAMConfig, assemble, masking_collator, read_dam, train_dam, train_rem
 from beir_peft.methods.supervised import TrainingConfig
 from beir_peft.models.base import PASSAGE, QUERY, passage_text
+from beir_peft.training.adaptation_check import summary, warning
 
 pytestmark = pytest.mark.usefixtures("no_network_data")
 TEXTS = ["a cat sat on the mat", "vaccines train the immune system", "the stock market fell"]
@@ -155,6 +156,50 @@ def test_a_finished_dam_is_returned_only_for_its_own_settings(tiny, demo_texts, 
     assert (source_dam / "dam.json").read_bytes() == before
 
 
+def test_the_dam_check_scores_held_out_masked_tokens_and_warns_when_the_dam_got_worse(
+    tiny, demo_texts, tmp_path, caplog
+):
+    """Section 3.3's target stage: a target DAM from the source DAM, at a learning rate that wrecks
+    the encoder (10; the paper's: 2e-5), predicts fewer held-out masked tokens than its start."""
+    lines = []
+    made = DAMConfig(steps=15, batch_size=8, learning_rate=2e-2)
+    source = train_dam(tiny["bert"], demo_texts, tmp_path / "source", made, "demo", show_progress_bar=False,
+                       echo=lines.append)  # fmt: skip
+    check = read_dam(source)["adaptation_check"]
+    assert (
+        check["held_out_passages"] == 5
+        and check["masked_tokens"] > 0
+        and check["start_model"] == tiny["bert"]
+    )
+    assert check["better"] and check["adapted"] > check["start"] and lines == [summary(check)]
+    before = (source / "dam.json").read_bytes()
+    again = []  # a finished DAM: its recorded check is said again, not scored again
+    assert (
+        train_dam(tiny["bert"], demo_texts, source, made, "demo", show_progress_bar=False, echo=again.append)
+        == source
+    )
+    assert again == lines and (source / "dam.json").read_bytes() == before
+
+    with caplog.at_level("WARNING", logger="beir_peft"):
+        target = train_dam(str(source), demo_texts, tmp_path / "target", DAMConfig(steps=3, batch_size=8,
+                           learning_rate=10.0), "demo", show_progress_bar=False)  # fmt: skip
+    check = read_dam(target)["adaptation_check"]
+    assert not check["better"] and check["adapted"] < check["start"] and check["start_model"] == str(source)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [warning(check)]
+    assert "teacher" not in warning(check)
+
+    none = train_dam(tiny["bert"], demo_texts, tmp_path / "none", DAMConfig(steps=1, batch_size=8,
+                     held_out_passages=0), "demo", show_progress_bar=False)  # fmt: skip
+    record = read_dam(none)
+    assert "adaptation_check" not in record
+    del record["held_out_passages"]  # as a DAM from before the check recorded it: every text trained on
+    (none / "dam.json").write_text(json.dumps(record))
+    assert train_dam(tiny["bert"], demo_texts, none, DAMConfig(steps=1, batch_size=8, held_out_passages=0), "demo",
+                     show_progress_bar=False) == none  # fmt: skip
+    with pytest.raises(ConfigError, match="held_out_passages"):
+        DAMConfig(held_out_passages=-1)
+
+
 def test_dam_resumes_from_its_checkpoint(tiny, demo_texts, tmp_path, monkeypatch):
     config = DAMConfig(steps=4, batch_size=4, learning_rate=1e-3, checkpoint_every=2)
     whole = train_dam(tiny["bert"], demo_texts, tmp_path / "whole", config, show_progress_bar=False)
@@ -244,6 +289,8 @@ def test_cli_stages(tiny, tmp_path, capsys):
         "-q",
     ]
     assert main([*dam, "-o", str(tmp_path / "src")]) == 0, capsys.readouterr().err
+    check = read_dam(tmp_path / "src")["adaptation_check"]  # 5 of the demo's 53 passages held out
+    assert check["held_out_passages"] == 5 and capsys.readouterr().err.count(summary(check)) == 1
     assert main(["ddr", "rem", "-d", "demo", "--dam", str(tmp_path / "src"), "-o", str(tmp_path / "rem"),
                  "--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--no-adapter", "-q"]) == 0, capsys.readouterr().err  # fmt: skip
     rem_config = json.loads((tmp_path / "rem" / "config.json").read_text())

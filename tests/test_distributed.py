@@ -132,7 +132,8 @@ def _assert_same_weights(two, one, name: str, noise: tuple[str, ...] = ()) -> No
 def test_art_on_two_processes_trains_as_one_with_the_doubled_batch(still_backbone, tmp_path, capsys):
     """Every process retrieves for the global batch and trains on its half, the teacher scoring only
     that half; the loss, the teacher's pairs and the trained encoders equal one process's with the
-    doubled batch, and the folder says it was trained on 2."""
+    doubled batch, and the folder says it was trained on 2. The adaptation check's retrieval is
+    split between the processes too, and scores the start as one process does."""
     from beir_peft.cli import main
 
     teacher = build_tiny_t5(tmp_path / "t5")
@@ -158,6 +159,17 @@ def test_art_on_two_processes_trains_as_one_with_the_doubled_batch(still_backbon
         assert trained_two[key] == pytest.approx(trained_one[key], rel=1e-3), key
     assert not (two / "checkpoints").exists()
     assert main(["evaluate", "--model", str(two), "-q", "--k-values", "10"]) == 0
+
+    # the 20 test questions hold 2 out for the adaptation check (the 10 train ones are too few)
+    checked = [*art, "--questions", "test", "--max-steps", "1", "--batch-size", "3"]
+    done = _torchrun(*checked, "-o", str(tmp_path / "checked-two"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*checked, "-o", str(tmp_path / "checked-one")]) == 0
+    check_two = _record(tmp_path / "checked-two")["adaptation_check"]
+    check_one = _record(tmp_path / "checked-one")["adaptation_check"]
+    assert check_two["held_out_queries"] == check_one["held_out_queries"] > 0
+    assert check_two["start"] == check_one["start"]  # the same untrained student, its search split in 2
+    assert done.stderr.count("adaptation check") + done.stderr.count("warning: the adapted") == 1
 
     capsys.readouterr()
     assert main([*art, "--batch-size", "3", "-o", str(two)]) == 2  # a 2-process run is not taken for 1's

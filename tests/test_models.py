@@ -103,7 +103,7 @@ def test_bitfit_and_lora_train_only_their_parameters(tiny):
     assert lora.trainable_parameter_count() == 2 * 2 * (4 * 32 + 32 * 4)  # layers x {query,value} x (A + B)
 
 
-@pytest.mark.parametrize("method", ["pt2-dpr", "prompt", "bitfit", "lora", "ft"])
+@pytest.mark.parametrize("method", ["pt2-dpr", "prompt", "bitfit", "lora", "adapter", "ft"])
 def test_save_load_round_trip_is_exact(tiny, tmp_path, method):
     torch.manual_seed(0)
     model = build_retriever(
@@ -126,10 +126,12 @@ def test_save_load_round_trip_is_exact(tiny, tmp_path, method):
     )
 
 
-@pytest.mark.parametrize("method", ["ft", "lora", "bitfit"])
+@pytest.mark.parametrize("method", ["ft", "lora", "bitfit", "adapter"])
 def test_separate_encoders_train_one_copy_per_side(tiny, tmp_path, method):
-    shared = build_retriever(method, tiny)
-    model = build_retriever(method, tiny, separate_encoders=True)
+    # the paper's adapters start at random, one draw per copy: start them at zero to compare the copies
+    options = {"adapter_init": "zeros"} if method == "adapter" else {}
+    shared = build_retriever(method, tiny, **options)
+    model = build_retriever(method, tiny, separate_encoders=True, **options)
     assert model.trainable_parameter_count() == 2 * shared.trainable_parameter_count()
     np.testing.assert_allclose(  # both copies start as the backbone
         model.encode(TEXTS, side=QUERY), model.encode(TEXTS, side=PASSAGE), rtol=1e-5, atol=1e-6

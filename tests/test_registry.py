@@ -51,7 +51,11 @@ def test_every_method_list_is_derived_from_the_table():
     from beir_peft.models.tuned import METHODS, PROMPT_METHODS
     from beir_peft.serving import SERVABLE_METHODS
 
-    assert METHODS == methods(family=(DENSE, DDR)) == ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "ddr")
+    assert (
+        METHODS
+        == methods(family=(DENSE, DDR))
+        == ("pt2-dpr", "prompt", "bitfit", "lora", "adapter", "ft", "ddr")
+    )
     assert PROMPT_METHODS == methods(family=(DENSE, DDR), prompt=True) == ("pt2-dpr", "prompt")
     assert COLBERT_METHODS == methods(family=COLBERT) == ("pt2-colbert", "colbert-ft")
     assert SHAREABLE_METHODS == (*methods(shareable=True), SERVED_LORA)
@@ -71,7 +75,16 @@ def test_every_help_choice_is_derived():
     from beir_peft.search import SEARCH_CHOICES, SINGLE_VECTOR_SEARCHES
 
     train_methods = methods(trainable=True)
-    assert train_methods == ("pt2-dpr", "prompt", "bitfit", "lora", "ft", "pt2-colbert", "colbert-ft")
+    assert train_methods == (
+        "pt2-dpr",
+        "prompt",
+        "bitfit",
+        "lora",
+        "adapter",
+        "ft",
+        "pt2-colbert",
+        "colbert-ft",
+    )
     train = cli.commands["train"]
     assert tuple(next(p for p in train.params if p.name == "method").type.choices) == train_methods
     assert _choices("train", param="preset") == tuple(TRAIN_PRESETS)
@@ -115,13 +128,14 @@ def test_help_defaults_are_the_configs():
         "teacher_batch_size",
         "checkpoint_every",
         "seed",
+        "held_out_questions",
     ):
         assert default("adapt", "art", param=name) == getattr(ARTConfig(), name), name
     for name in ("preset", "student", "batch_size", "similarity", "seed"):
         assert default("adapt", "gpl", param=name) == getattr(GPLConfig(), name), name
     for name in ("preset", "student", "epochs", "batch_size", "sampler", "seed"):
         assert default("adapt", "qgen", param=name) == getattr(QGenConfig(), name), name
-    for name in ("steps", "batch_size", "learning_rate", "checkpoint_every", "seed"):
+    for name in ("steps", "batch_size", "learning_rate", "checkpoint_every", "seed", "held_out_passages"):
         assert default("ddr", "dam", param=name) == getattr(DAMConfig(), name), name
     assert (
         str(CompareConfig.batch_size)

@@ -248,14 +248,22 @@ def _run_on_corpus(name, config_class, run, given, settings, dataset, output, qu
 @click.option(
     "--teacher-batch-size", default=_art("teacher_batch_size"), show_default=True, type=click.IntRange(min=1)
 )
+@click.option(
+    "--held-out-questions",
+    default=_art("held_out_questions"),
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Questions kept out of training, on which the start and the trained model are compared at "
+    "the end (the teacher's choice as the answer; at most a tenth; 0: no check).",
+)
 @options.checkpoint_every(_art("checkpoint_every"))
 @options.seed(_art("seed"))
 @options.device()
 @options.overwrite("Start afresh even if --output holds a run.")
 @options.quiet()
 def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, top_k, refresh_every, epochs,
-              max_steps, batch_size, learning_rate, teacher_batch_size, checkpoint_every, seed, device, overwrite,
-              quiet):  # fmt: skip
+              max_steps, batch_size, learning_rate, teacher_batch_size, held_out_questions, checkpoint_every, seed,
+              device, overwrite, quiet):  # fmt: skip
     """ART (Sachan et al. 2023): train a dual encoder from unpaired questions, a frozen LM scoring question reconstruction as teacher.
 
     Resumable: rerun the same command to continue from the newest checkpoint.
@@ -268,7 +276,7 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
         student=student, backbone=backbone or DEFAULT_BACKBONE, pooling=pooling, teacher=teacher or ARTConfig.teacher,
         top_k=top_k, refresh_every=refresh_every, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
         learning_rate=learning_rate, teacher_batch_size=teacher_batch_size, checkpoint_every=checkpoint_every,
-        seed=seed, device=device,
+        seed=seed, device=device, held_out_questions=held_out_questions,
     )  # fmt: skip
     check_output_path(output, folder=True, what="--output")
     if quiet:
@@ -277,7 +285,7 @@ def adapt_art(dataset, questions, output, student, backbone, pooling, teacher, t
     corpus, question_texts, source = _questions(folder, questions)
     echo(f"ART: {len(question_texts)} questions from {source}, {len(corpus)} passages -> {output}")
     result = train_art(question_texts, corpus, output, config, dataset_name=folder.name, overwrite=overwrite,
-                       show_progress_bar=not quiet)  # fmt: skip
+                       show_progress_bar=not quiet, echo=echo)  # fmt: skip
     echo(f"saved {result}; evaluate with: beir-peft evaluate --model {result} --dataset {dataset}")
 
 

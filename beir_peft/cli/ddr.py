@@ -41,12 +41,20 @@ def ddr():
 @options.batch_size(_dam("batch_size"))
 @options.learning_rate(default=_dam("learning_rate"))
 @click.option("--max-seq-length", type=click.IntRange(min=8), help="[default: the backbone's own]")
+@click.option(
+    "--held-out-passages",
+    default=_dam("held_out_passages"),
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Passages kept out of training, on which the start and the trained DAM predict masked tokens "
+    "at the end (at most a tenth; 0: no check).",
+)
 @options.checkpoint_every(_dam("checkpoint_every"))
 @options.seed(_dam("seed"))
 @options.device(help=None)
 @options.quiet(help=None)
-def ddr_dam(corpus, init, output, steps, batch_size, learning_rate, max_seq_length, checkpoint_every, seed, device,
-            quiet):  # fmt: skip
+def ddr_dam(corpus, init, output, steps, batch_size, learning_rate, max_seq_length, held_out_passages,
+            checkpoint_every, seed, device, quiet):  # fmt: skip
     """Train a domain adaption module: the whole backbone by masked language modelling on a corpus."""
     from ..data import load_corpus, passage_text, resolve_dataset
     from ..encoders.backbone import DEFAULT_BACKBONE
@@ -54,14 +62,15 @@ def ddr_dam(corpus, init, output, steps, batch_size, learning_rate, max_seq_leng
 
     check_output_path(output, folder=True, what="--output")
     config = DAMConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, max_seq_length=max_seq_length,
-                       checkpoint_every=checkpoint_every, seed=seed, device=device)  # fmt: skip
+                       checkpoint_every=checkpoint_every, seed=seed, device=device,
+                       held_out_passages=held_out_passages)  # fmt: skip
     if quiet:
         quiet_libraries()
     folder = resolve_dataset(corpus)
     texts = [passage_text(doc) for doc in load_corpus(folder).values()]
     init = init or DEFAULT_BACKBONE
     echo(f"DAM: MLM on {folder.name} ({len(texts)} passages) from {init} -> {output}")
-    train_dam(init, texts, output, config, corpus_name=folder.name, show_progress_bar=not quiet)
+    train_dam(init, texts, output, config, corpus_name=folder.name, show_progress_bar=not quiet, echo=echo)
     echo(f"saved {output}")
 
 

@@ -99,7 +99,7 @@ def _default(name: str):
 def train(ctx, method, dataset, preset, split, output, backbone, epochs, batch_size, learning_rate, max_steps,
           hard_negatives, negative_miner, in_batch_negatives, scale, checkpoint_every, seed, prefix_length, pooling,
           settings, no_backbone_dropout, mixed_precision, resume, overwrite, quiet):  # fmt: skip
-    """Train METHOD (pt2-dpr, prompt, bitfit, lora, ft, pt2-colbert or colbert-ft) on a split's relevance pairs."""
+    """Train METHOD (pt2-dpr, prompt, bitfit, lora, adapter, ft, pt2-colbert or colbert-ft) on a split's relevance pairs."""
     from ..data import DEMO_DATASET, load_dataset
     from ..encoders.backbone import DEFAULT_BACKBONE
     from ..io import check_output_path

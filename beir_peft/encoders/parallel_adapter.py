@@ -59,22 +59,29 @@ def add_parallel_adapters(
     ``model`` has no BERT-style layers.
     """
     adapters = []
-    for module in list(model.modules()):
-        output, intermediate = getattr(module, "output", None), getattr(module, "intermediate", None)
-        if (
-            intermediate is None
-            or output is None
-            or not all(hasattr(output, name) for name in ("dense", "dropout", "LayerNorm"))
-        ):
-            continue
+    for layer in feed_forward_layers(model, "parallel adapters"):
+        output = layer.output
         adapter = ParallelAdapter(output.dense.out_features, bottleneck, scaling).to(
             output.dense.weight.device
         )
-        module.output = OutputWithParallelAdapter(output, adapter)
+        layer.output = OutputWithParallelAdapter(output, adapter)
         adapters.append(adapter)
-    if not adapters:
+    return adapters
+
+
+def feed_forward_layers(model: nn.Module, what: str) -> list[nn.Module]:
+    """The layers of ``model`` with a BERT-style feed-forward block (``intermediate``, and an
+    ``output`` with ``dense``, ``dropout`` and ``LayerNorm``), in order. Raises :class:`ConfigError`
+    naming ``what`` cannot be added when there is none (DistilBERT, ModernBERT, T5, ...)."""
+    layers = [
+        module
+        for module in model.modules()
+        if getattr(module, "intermediate", None) is not None
+        and all(hasattr(getattr(module, "output", None), name) for name in ("dense", "dropout", "LayerNorm"))
+    ]
+    if not layers:
         raise ConfigError(
             f"{type(model).__name__} has no BERT-style feed-forward blocks (layer.intermediate/output): "
-            "parallel adapters cannot be added"
+            f"{what} cannot be added"
         )
-    return adapters
+    return layers

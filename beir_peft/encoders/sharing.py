@@ -6,7 +6,7 @@ unchanged; their prompts act only inside their own ``host.use(prompt)`` block (o
 Any number of them can therefore share one backbone, and the plain backbone still encodes as it did.
 
 Weight methods change the backbone itself: ``ft``, ``bitfit`` and ``colbert-ft`` train its weights
-(and switch their ``requires_grad`` on), ``lora`` and ``ddr`` inject adapters into its layers
+(and switch their ``requires_grad`` on), ``lora``, ``adapter`` and ``ddr`` inject adapters into its layers
 (peft's adapter name ``"default"``: a second injection replaces the first one's tensors). A
 backbone one of them uses is refused to every other retriever, in either order, with a
 :class:`ConfigError`: such a retriever needs its own copy of the backbone.

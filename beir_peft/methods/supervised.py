@@ -4,7 +4,7 @@ Tam et al. 2022 (seed 000), section 5 and appendix B.1 train DPR, PT2-DPR and th
 variants with one recipe: DPR's in-batch negative loss (optionally with a hard negative),
 AdamW with a linear schedule after 5% warm-up. :func:`train` does that for any
 :class:`~beir_peft.models.tuned.TunedRetriever` (``pt2-dpr``, ``prompt``, ``bitfit``, ``lora``,
-``ft``) and :class:`~beir_peft.models.colbert.PT2ColBERT`: it turns the qrels into rows, with
+``adapter``, ``ft``) and :class:`~beir_peft.models.colbert.PT2ColBERT`: it turns the qrels into rows, with
 optional hard negatives mined once by the starting retriever (the backbone) or BM25 and cached in
 the run folder (:data:`HARD_NEGATIVES_FILE`), and trains them with the engine's
 :func:`~beir_peft.training.pairs.fit` (batches without duplicates, checkpoints, exact resume, the

@@ -15,6 +15,7 @@ pt2-dpr        PT2DPRConfig            share_prompts, the deep prompt's
 prompt         PromptTuningConfig      share_prompts, prefix_length
 ft, bitfit     WeightTuningConfig      separate_encoders
 lora           LoRATuningConfig        separate_encoders, lora_*, merge_lora
+adapter        AdapterTuningConfig     separate_encoders, adapter_reduction_factor, adapter_init
 ddr            DDRConfig               separate_encoders, rem_*, adapter_*, lora_dropout,
                                        lora_targets, merge_lora
 pt2-colbert    PT2ColBERTConfig        the deep prompt's
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..encoders.backbone import DEFAULT_BACKBONE, backbone_fingerprint, check_backbone_fingerprint
+from ..encoders.sequential_adapter import ADAPTER_INITS
 from ..errors import ArtifactError, ConfigError
 from ..registry import COLBERT, DDR, DENSE, METHOD_TABLE
 
@@ -252,7 +254,7 @@ class DualPromptConfig(TunedConfig):
         """As :meth:`RetrieverConfig.own_fields`; ``separate_encoders`` is refused, not dropped."""
         if fields.get("separate_encoders"):
             raise ConfigError(
-                f"separate_encoders is for weight methods (ft, bitfit, lora); {fields.get('method')} already "
+                f"separate_encoders is for weight methods (ft, bitfit, lora, adapter); {fields.get('method')} already "
                 "has one prompt per side (share_prompts=False)"
             )
         return super().own_fields(fields)
@@ -302,6 +304,31 @@ class LoRATuningConfig(LoRAOptions, WeightTuningConfig):
     method: str = _option("lora", help="lora")
     lora_r: int = _option(8, help="LoRA rank.")
     lora_alpha: int = _option(16, help="LoRA scaling numerator (scale = alpha / r).")
+
+
+@dataclass
+class AdapterTuningConfig(WeightTuningConfig):
+    """Sequential bottleneck adapters after every feed-forward block: the PT2 paper's Adapter
+    baseline (Tam et al. 2022, seed 000, section 4.2 and appendix B.1: adapter-transformers'
+    ``PfeifferConfig``, lr 3e-5, 50 epochs); see :mod:`beir_peft.encoders.sequential_adapter`."""
+
+    method: str = _option("adapter", help="adapter")
+    adapter_reduction_factor: int = _option(
+        16, help="Bottleneck = hidden size / this (PfeifferConfig: 16; MiniLM: 24, BERT-base: 48)."
+    )
+    adapter_init: str = _option(
+        "bert",
+        help="'bert': N(0, 0.02) weights, as adapter-transformers 2.2 (the paper's); 'zeros': a zero "
+        "up-projection, so that the untrained model is exactly the backbone.",
+    )
+
+    def _check(self) -> None:
+        if self.adapter_init not in ADAPTER_INITS:
+            raise ConfigError(
+                f"adapter_init must be one of {', '.join(ADAPTER_INITS)}, got {self.adapter_init!r}"
+            )
+        if self.adapter_reduction_factor < 1:
+            raise ConfigError(f"adapter_reduction_factor must be >= 1, got {self.adapter_reduction_factor}")
 
 
 @dataclass
@@ -400,6 +427,7 @@ del _base
 
 __all__ = [
     "FAMILY_CONFIGS",
+    "AdapterTuningConfig",
     "DDRConfig",
     "ColBERTConfig",
     "DeepPromptConfig",

@@ -2,12 +2,13 @@
 
 Tam et al. 2022 (seed 000), section 4.2 and Table 1 compare, on one backbone and one training
 recipe: full fine-tuning (``ft``), P-Tuning v2 deep prompts (``pt2-dpr``), input-layer prompt
-tuning (``prompt``, Lester et al. 2021), BitFit (``bitfit``, Zaken et al. 2022) and, here, LoRA
-(``lora``, Hu et al. 2021, through peft). :class:`TunedRetriever` builds any of them around one
+tuning (``prompt``, Lester et al. 2021), BitFit (``bitfit``, Zaken et al. 2022), sequential
+bottleneck adapters (``adapter``, Pfeiffer et al. 2020) and, here, LoRA (``lora``, Hu et al.
+2021, through peft). :class:`TunedRetriever` builds any of them around one
 frozen sentence-transformers backbone; :class:`PT2DPR` is the paper's method with its options.
 
 Prompt methods keep separate query and passage prompts over the *same* frozen backbone (the
-authors' DPR code); weight methods (``ft``, ``bitfit``, ``lora``) tune one shared (siamese)
+authors' DPR code); weight methods (``ft``, ``bitfit``, ``lora``, ``adapter``) tune one shared (siamese)
 encoder, as sentence-transformers models are trained, or, with ``separate_encoders=True``, two
 copies of the backbone, one per side (DPR's and ART's dual encoder). Prompt retrievers can also
 share one backbone in memory with each other (``backbone_model=``; see :class:`TunedRetriever`).
@@ -65,7 +66,7 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
     backbone's ``Transformer`` module shared, its own pooling and final ``Normalize``
     (``config.pooling``, ``config.normalize``); ``config.max_seq_length`` is applied per call. The
     prompts take turns through the backbone's one prompt host. Weight methods (``ft``, ``bitfit``,
-    ``lora``, ``ddr``) change the backbone itself, so they refuse a backbone another retriever uses
+    ``lora``, ``adapter``, ``ddr``) change the backbone itself, so they refuse a backbone another retriever uses
     and vice versa (:class:`ConfigError`; see :mod:`beir_peft.encoders.sharing`).
     """
 
@@ -132,6 +133,16 @@ class TunedRetriever(TrainableStateMixin, DenseRetriever):
         )
         for name, parameter in hf_model(pipeline).named_parameters():
             parameter.requires_grad_("lora_" in name)
+
+    def _build_adapter(self, pipeline) -> None:
+        """The PT2 paper's Adapter baseline (seed 000, section 4.2): a sequential bottleneck
+        adapter after every feed-forward block, over the frozen backbone."""
+        from ..encoders.sequential_adapter import add_sequential_adapters
+
+        model = hf_model(pipeline)
+        add_sequential_adapters(model, self.config.adapter_reduction_factor, self.config.adapter_init)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_("sequential_adapter." in name)
 
     def _build_ddr(self, pipeline) -> None:
         """DDR's REM (seed 004, section 3.2): LoRA on attention query/value and a parallel adapter

@@ -26,6 +26,8 @@ DEFAULT_LEARNING_RATES = {
     "prompt": 1e-2,
     "bitfit": 1e-3,
     "lora": 5e-4,
+    # the PT2 paper's rate for its Adapter baseline (appendix B.1), not yet tuned on MiniLM
+    "adapter": 3e-5,
     # DDR's REM (seed 004, section 4): 2e-5, the paper's rate for BERT-base
     "ddr": 2e-5,
     # also ART's rate for fully trained encoders (Sachan et al. 2023, section 4.1)

@@ -6,6 +6,11 @@ CPU (its ``cpu`` flag, which ``accelerate launch --cpu`` sets); :func:`new_accel
 whenever several processes were launched there, so ``torchrun --nproc_per_node 2`` trains on 2
 gloo processes instead of 2 unrelated ones. :func:`process_group` is the same group for work
 outside the training loop (GPL's stages split by rank).
+
+Once accelerate has joined the group it is torch.distributed's default group, so the searches below
+this layer (:mod:`beir_peft.search.ranks`: rank, world size, barrier; no accelerate) split their
+work across the same processes: the one group, seen from the layer that needs accelerate and from
+the one that must not.
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--student-temperature", type=float, default=None, help="[default: ARTConfig's]")
     parser.add_argument("--lr", type=float, default=1e-4, help="[ART's for ft: 2e-5]")
+    parser.add_argument("--held-out-questions", type=int, default=0,
+                        help="kept out of training for the adaptation check [ARTConfig's: 200; the published "
+                             "oracle runs, from before the check: 0]")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +83,9 @@ def main() -> None:
             config = ARTConfig(
                 student=student, max_seq_length=args.max_seq_length, top_k=args.top_k, batch_size=args.batch_size,
                 max_steps=args.max_steps, refresh_every=10**6, learning_rate=args.lr, checkpoint_every=0,
-                warmup_ratio=0.1, **({"student_temperature": args.student_temperature}
-                                     if args.student_temperature is not None else {}),
+                warmup_ratio=0.1, held_out_questions=args.held_out_questions,
+                **({"student_temperature": args.student_temperature}
+                   if args.student_temperature is not None else {}),
             )  # fmt: skip
             teacher = QrelsOracleTeacher.from_dataset(train, inverted=inverted)
             folder = train_art(train.queries, train.corpus, args.runs / name, config, teacher=teacher,
@@ -95,6 +99,7 @@ def main() -> None:
                 "train_seconds": sum(saved["training"]["epoch_seconds"]) or None,
                 "initial_logit_spread": saved["training"]["initial_logit_spread"],
                 "student_temperature": saved["training"]["student_temperature"],
+                "adaptation_check": saved["training"].get("adaptation_check"),
             }
 
     if args.no_summary:

@@ -15,7 +15,19 @@ import sys
 from pathlib import Path
 
 DATASETS = ("scifact", "msmarco-dl19-5k")
-ORDER = ("zero-shot", "ft", "pt2", "pt2-paper", "pt2-lr1e-3", "pt2-nodrop", "prompt", "bitfit", "lora")
+ORDER = (
+    "zero-shot",
+    "ft",
+    "pt2",
+    "pt2-paper",
+    "pt2-lr1e-3",
+    "pt2-nodrop",
+    "prompt",
+    "bitfit",
+    "lora",
+    "adapter",
+    "adapter-lr1e-3",
+)
 
 
 def paired_test(runs: Path, name: str, dataset: str) -> str:

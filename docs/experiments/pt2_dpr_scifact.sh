@@ -27,4 +27,6 @@ train pt2-nodrop pt2-dpr --no-backbone-dropout          # the defaults, frozen b
 train ft ft
 train bitfit bitfit
 train lora lora
+train adapter adapter                                   # the paper's Adapter baseline at its rate (3e-5)
+train adapter-lr1e-3 adapter --lr 1e-3                  # the same at bitfit's rate on this backbone
 train prompt prompt

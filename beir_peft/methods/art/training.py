@@ -27,11 +27,18 @@ then scores with the teacher and trains on its own contiguous share; each share'
 so that the gradient DistributedDataParallel averages is that of one process with the global batch
 (the KL is a mean over the informative questions of the global batch). The passage index is
 encoded in shards across the processes, and the teacher caches are merged before every checkpoint.
+
+``held_out_questions`` (default 200, at most a tenth) are kept out of training; at the end the
+untrained student and the trained one are compared on them, the teacher's choice among what both
+retrieve as the relevant passage (:mod:`.held_out`), and the folder records both scores with a
+one-line warning when the trained one is not better (docs/art.md, "The adaptation check").
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -49,6 +56,7 @@ from ...encoders.backbone import DEFAULT_BACKBONE
 from ...errors import ConfigError, DatasetError
 from ...models.base import PASSAGE, QUERY
 from ...registry import student_methods
+from ...training.adaptation_check import held_out_sample, recorded_check, run_check
 from ...training.config import learning_rate_for
 from ...training.loop import (
     TORCH_ADAMW_WEIGHT_DECAY,
@@ -101,6 +109,8 @@ class ARTConfig:
     keep_checkpoints: int = 2
     seed: int = 42
     device: str | None = None
+    # questions kept out of training for the adaptation check (at most a tenth; 0: no check)
+    held_out_questions: int = 200
 
     def __post_init__(self):
         if self.student not in STUDENTS:
@@ -123,6 +133,8 @@ class ARTConfig:
             raise ConfigError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
         if self.student_temperature is not None and not self.student_temperature > 0:
             raise ConfigError(f"student_temperature must be > 0, got {self.student_temperature}")
+        if self.held_out_questions < 0:
+            raise ConfigError(f"held_out_questions must be >= 0, got {self.held_out_questions}")
 
     def learning_rate_for_student(self) -> float:
         """The learning rate, by default the package's for the student (``ft``: 2e-5, the paper's)."""
@@ -134,7 +146,8 @@ class ARTConfig:
 
 #: settings a resumed run must share with the interrupted one
 _IDENTITY = ("student", "backbone", "pooling", "normalize", "student_temperature", "max_seq_length", "teacher",
-             "top_k", "refresh_every", "batch_size", "learning_rate", "epochs", "max_steps", "seed")  # fmt: skip
+             "top_k", "refresh_every", "batch_size", "learning_rate", "epochs", "max_steps", "seed",
+             "held_out_questions")  # fmt: skip
 
 
 def build_student(config: ARTConfig):
@@ -168,6 +181,7 @@ def train_art(
     overwrite: bool = False,
     show_progress_bar: bool = True,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> Path:
     """Train an ART retriever on unpaired ``questions`` over ``corpus``; returns the saved folder.
 
@@ -176,7 +190,9 @@ def train_art(
     ``describe()`` is the record's ``teacher``. ``retriever`` defaults to :func:`build_student`.
     ``resume`` (the default) continues the run in ``output_dir``; ``overwrite`` starts afresh.
     ``on_step`` receives, after each step, ``{"step", "loss", "question_ids", "passage_ids",
-    "index_step"}`` (what was retrieved from which index).
+    "index_step"}`` (what was retrieved from which index). ``config.held_out_questions`` of the
+    questions (drawn with the seed) are not trained on but scored by the adaptation check at the end,
+    whose line goes to ``echo`` (default: the log; a warning when the trained model is not better).
     """
     config = config or ARTConfig()
     folder = RunFolder(Path(output_dir), trained_with=_trained_with)
@@ -185,6 +201,9 @@ def train_art(
     if overwrite and accelerator.is_main_process:
         folder.clear()
     accelerator.wait_for_everyone()
+    held_out = set(held_out_sample(list(questions), config.held_out_questions, config.seed))
+    held_out_texts = {q: text for q, text in questions.items() if q in held_out}
+    questions = {q: text for q, text in questions.items() if q not in held_out}
     if len(questions) < 1 or len(corpus) < config.top_k:
         raise DatasetError(
             f"ART needs questions and at least top_k={config.top_k} passages; got {len(questions)} "
@@ -200,16 +219,36 @@ def train_art(
         wanted["teacher"] = teacher_record(teacher)["name"]
     if config.student_temperature is None:  # the record holds the one the geometry gave (backbone, normalize)
         del wanted["student_temperature"]
-    if resume and folder.finished(wanted):
-        return folder.output
     device = torch.device(config.device) if config.device else accelerator.device
+
+    @functools.cache
+    def the_teacher():
+        """The given teacher, or the default one loaded once (for training, then for the check)."""
+        return teacher or QuestionReconstructionTeacher(
+            config.teacher,
+            device=str(device),
+            batch_size=config.teacher_batch_size,
+            dtype=config.teacher_dtype,
+        )
+
+    def check(start: Callable[[], Any]):
+        _check_adapted(folder.output, held_out_texts, corpus, start, the_teacher, config, device, accelerator,
+                       echo)  # fmt: skip
+        return folder.output
+
+    if resume and folder.finished(wanted):
+        return check(lambda: retriever or build_student(config))
     torch.manual_seed(config.seed)
+    # the start of the check: a passed-in retriever as it is now, before training moves it
+    if retriever is None or not held_out:
+        start = lambda: build_student(config)  # noqa: E731
+    else:
+        untrained = copy.deepcopy(retriever)
+        start = lambda: untrained  # noqa: E731
     retriever = retriever or build_student(config)
     retriever.to(device)
-    teacher = teacher or QuestionReconstructionTeacher(
-        config.teacher, device=str(device), batch_size=config.teacher_batch_size, dtype=config.teacher_dtype
-    )
-    step = _ARTStep(retriever, questions, corpus, TeacherCache(teacher, questions, corpus), teacher, config,
+    scorer = the_teacher()
+    step = _ARTStep(retriever, questions, corpus, TeacherCache(scorer, questions, corpus), scorer, config,
                     folder.output, dataset_name, device, on_step, accelerator)  # fmt: skip
     question_ids = list(questions)
     global_batch = config.batch_size * accelerator.num_processes
@@ -232,14 +271,48 @@ def train_art(
     if accelerator.process_index:  # each process its own dropout (process 0: the seed's stream, as alone)
         torch.manual_seed(config.seed + accelerator.process_index)
     run_loop(step, batches, settings, folder, module=retriever.module, parameters=retriever.trainable_parameters(),
-             identity=identity, normalize_identity=one_process_unless_said, accelerator=accelerator,
+             identity=identity, normalize_identity=_older, accelerator=accelerator,
              resume=resume, desc=f"ART {config.student}", show_progress_bar=show_progress_bar)  # fmt: skip
-    return folder.output
+    return check(start)
+
+
+def _check_adapted(output: Path, held_out: Mapping[str, str], corpus, start, make_teacher, config: ARTConfig,
+                   device, accelerator, echo) -> None:  # fmt: skip
+    """The adaptation check of a finished run (training/adaptation_check.py): ``start()`` (the
+    untrained student) against the saved retriever on the ``held_out`` questions (none: no check),
+    the teacher's choice among what both retrieve as each one's answer. On N processes every one
+    encodes its share of the corpus for both models' retrieval; the main one alone runs the teacher,
+    scores and records."""
+    if not held_out:
+        return
+    from ...models.loading import load
+    from .held_out import candidates, teacher_choice_signal
+
+    needed = recorded_check(output) is None
+    accelerator.wait_for_everyone()  # every process has looked before the main one writes
+    models = (lambda: start().to(device), lambda: load(output, device=str(device)))
+    if accelerator.is_main_process:
+
+        def signal(start_model, adapted):
+            return teacher_choice_signal(held_out, corpus, (start_model, adapted), make_teacher(), top_k=config.top_k,
+                                         tied=TIED, batch_size=config.encode_batch_size)  # fmt: skip
+
+        run_check(output, signal, *models, start_name=config.backbone, echo=echo)
+    elif needed:  # the main process' retrieval is collective: this process encodes its share
+        candidates(held_out, corpus, [make() for make in models], top_k=config.top_k,
+                   batch_size=config.encode_batch_size)  # fmt: skip
+    accelerator.wait_for_everyone()
 
 
 def _trained_with(output: Path) -> dict[str, Any]:
-    """A finished folder's record; one from before ART split its batches was made on one process."""
-    return one_process_unless_said(training_record(output))
+    """A finished folder's record (:func:`_older` for one written before it said everything)."""
+    return _older(training_record(output))
+
+
+def _older(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A record or checkpoint identity from before ART split its batches (one process) or held
+    questions out (every question trained on)."""
+    return {"held_out_questions": 0, **one_process_unless_said(saved)}
 
 
 def _shuffled(ids: list[str], seed: int) -> list[str]:

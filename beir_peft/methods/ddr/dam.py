@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import torch
 from ...encoders.backbone import hf_model, load_backbone, resolve_backbone
 from ...errors import ArtifactError, ConfigError, DatasetError
 from ...io import atomic_directory, save_safetensors_atomic, write_json_atomic
+from ...training.adaptation_check import held_out_sample
 from ...training.loop import (
     TORCH_ADAMW_WEIGHT_DECAY,
     LoopResult,
@@ -65,6 +66,8 @@ class DAMConfig:
     checkpoint_every: int = 1_000
     seed: int = 42
     device: str | None = None
+    # texts kept out of training for the adaptation check (at most a tenth; 0: no check)
+    held_out_passages: int = 200
 
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
@@ -72,6 +75,8 @@ class DAMConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.held_out_passages < 0:
+            raise ConfigError(f"held_out_passages must be >= 0, got {self.held_out_passages}")
 
 
 def is_dam(path: str | os.PathLike) -> bool:
@@ -137,11 +142,14 @@ def train_dam(
     config: DAMConfig | None = None,
     corpus_name: str = "corpus",
     show_progress_bar: bool = True,
+    echo: Callable[[str], None] | None = None,
 ) -> Path:
     """Train a DAM by MLM on ``texts`` starting from ``init`` (a backbone or another DAM); returns ``output``.
 
     A finished ``output`` (with ``dam.json``) made with the same settings is returned as is (one
     made with others is refused); checkpoints in ``output.run/checkpoints/`` resume a killed run.
+    ``config.held_out_passages`` of the texts are not trained on but scored at the end by the
+    adaptation check (:mod:`.dam_check`), whose line goes to ``echo`` (default: the log).
     """
     config = config or DAMConfig()
     folder = RunFolder(Path(output), trained_with=_trained_with, record=DAM_FILE, holds_model=is_dam, beside=True,
@@ -151,16 +159,19 @@ def train_dam(
     identity.pop("device")
     accelerator = new_accelerator(device_placement=False)
     identity["world_size"] = accelerator.num_processes
+    held = set(held_out_sample([str(i) for i in range(len(texts))], config.held_out_passages, config.seed))
+    held_out = [t for i, t in enumerate(texts) if str(i) in held]
+    texts = [t for i, t in enumerate(texts) if str(i) not in held]
+    device = torch.device(config.device) if config.device else accelerator.device
     folder.check(resume=True)
     if folder.finished(identity):  # the same settings check as for a run that resumes from a checkpoint
+        _check_dam(init, folder.output, held_out, config, device, accelerator, echo)
         return folder.output
     if not texts:
         raise DatasetError("a DAM needs a corpus with text")
-    device = torch.device(config.device) if config.device else accelerator.device
     torch.manual_seed(config.seed)
-    pipeline = load_backbone(init, device="cpu")
-    init_path = Path(resolve_backbone(init))
-    mlm = _mlm_model(pipeline, init_path if init_path.is_dir() else None).to(device)
+    mlm, pipeline = _mlm_of(init)
+    mlm = mlm.to(device)
     tokenizer = pipeline.tokenizer
     max_len = config.max_seq_length or pipeline.max_seq_length
     encoded = tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
@@ -188,9 +199,41 @@ def train_dam(
     if accelerator.process_index:  # each process its own dropout (process 0: the seed's stream, as alone)
         torch.manual_seed(config.seed + accelerator.process_index)
     run_loop(step, batches, settings, folder, module=mlm, parameters=list(mlm.parameters()), identity=identity,
-             normalize_identity=one_process_unless_said, accelerator=accelerator, resume=True,
+             normalize_identity=_older, accelerator=accelerator, resume=True,
              desc=f"DAM (MLM) on {corpus_name}", show_progress_bar=show_progress_bar)  # fmt: skip
+    _check_dam(init, folder.output, held_out, config, device, accelerator, echo)
     return folder.output
+
+
+def _mlm_of(path: str):
+    """``(masked-LM model, pipeline)`` of a backbone or DAM folder: a DAM's trained head, else a
+    fresh one (drawn from the torch RNG as it stands)."""
+    pipeline = load_backbone(path, device="cpu")
+    resolved = Path(resolve_backbone(path))
+    return _mlm_model(pipeline, resolved if resolved.is_dir() else None), pipeline
+
+
+def _check_dam(init: str, output: Path, held_out: list[str], config: DAMConfig, device, accelerator,
+               echo) -> None:  # fmt: skip
+    """The adaptation check of a finished DAM (:mod:`.dam_check`), on the main process: ``init`` as
+    training started from it (the same seeded fresh head) against the saved DAM on the held-out texts."""
+    if accelerator.is_main_process and held_out:
+        from .dam_check import check_dam, masked_batches, masked_token_scores
+
+        def measure():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)  # as train_dam seeds before building its start
+                start, pipeline = _mlm_of(init)
+            max_len = config.max_seq_length or pipeline.max_seq_length
+            encoded = pipeline.tokenizer(held_out, truncation=True, max_length=max_len)["input_ids"]
+            collator = masking_collator(pipeline.tokenizer, config.mlm_probability)
+            batches = masked_batches(collator, encoded, config.batch_size, config.seed)
+            scores = masked_token_scores(start.to(device), batches, device)
+            del start
+            return scores, masked_token_scores(_mlm_of(str(output))[0].to(device), batches, device)
+
+        check_dam(output / DAM_FILE, len(held_out), measure, start_name=init, echo=echo)
+    accelerator.wait_for_everyone()
 
 
 class _MLMStep(TrainingStep):
@@ -252,8 +295,14 @@ class _MLMStep(TrainingStep):
 
 
 def _trained_with(output: Path) -> dict[str, Any]:
-    """A DAM's record; one from before the DAM split its batches was made on one process."""
-    return one_process_unless_said(read_dam(output))
+    """A DAM's record (:func:`_older` for one written before it said everything)."""
+    return _older(read_dam(output))
+
+
+def _older(saved: dict[str, Any]) -> dict[str, Any]:
+    """A record or checkpoint identity from before the DAM split its batches (one process) or held
+    texts out (every text trained on)."""
+    return {"held_out_passages": 0, **one_process_unless_said(saved)}
 
 
 def read_dam(path: str | os.PathLike) -> dict[str, Any]:

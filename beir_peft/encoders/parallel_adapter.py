@@ -15,6 +15,8 @@ structure (``output.dense``, ``output.dropout``, ``output.LayerNorm``): BERT, Mi
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -37,13 +39,22 @@ class ParallelAdapter(nn.Module):
         return self.scaling * self.up(self.dropout(torch.relu(self.down(x))))
 
 
-class OutputWithParallelAdapter(nn.Module):
-    """A BERT ``*Output`` block (dense, dropout, LayerNorm) with a parallel adapter added in."""
+class OutputWithAdapter(nn.Module):
+    """A BERT ``*Output`` block (dense, dropout, LayerNorm) that carries an adapter under
+    ``adapter_name`` (the saved tensors' key: ``parallel_adapter.``, ``sequential_adapter.``)."""
+
+    adapter_name: ClassVar[str]
 
     def __init__(self, output: nn.Module, adapter: ParallelAdapter):
         super().__init__()
         self.dense, self.dropout, self.LayerNorm = output.dense, output.dropout, output.LayerNorm
-        self.parallel_adapter = adapter
+        setattr(self, self.adapter_name, adapter)
+
+
+class OutputWithParallelAdapter(OutputWithAdapter):
+    """A BERT ``*Output`` block with a parallel adapter added in."""
+
+    adapter_name = "parallel_adapter"
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         ffn = self.dropout(self.dense(hidden_states))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .parallel_adapter import ParallelAdapter, feed_forward_layers
+from .parallel_adapter import OutputWithAdapter, ParallelAdapter, feed_forward_layers
 
 #: the initialisations of the adapters' weights (see the module docstring)
 ADAPTER_INITS = ("bert", "zeros")
@@ -33,13 +33,10 @@ PFEIFFER_REDUCTION_FACTOR = 16
 BERT_INIT_STD = 0.02
 
 
-class OutputWithSequentialAdapter(nn.Module):
+class OutputWithSequentialAdapter(OutputWithAdapter):
     """A BERT ``*Output`` block (dense, dropout, LayerNorm) followed by a sequential adapter."""
 
-    def __init__(self, output: nn.Module, adapter: ParallelAdapter):
-        super().__init__()
-        self.dense, self.dropout, self.LayerNorm = output.dense, output.dropout, output.LayerNorm
-        self.sequential_adapter = adapter
+    adapter_name = "sequential_adapter"
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         residual_sum = self.dropout(self.dense(hidden_states)) + input_tensor

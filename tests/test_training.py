@@ -10,6 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 from tiny_models import build_tiny_bert
+from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 import beir_peft
 from beir_peft import build_retriever
@@ -17,6 +19,7 @@ from beir_peft.data import load_dataset
 from beir_peft.errors import ConfigError
 from beir_peft.losses import DualEncoderMNRLoss
 from beir_peft.methods.supervised import TrainingConfig, mine_hard_negatives, train, training_rows
+from beir_peft.models.loading import load_model, new_retriever
 from beir_peft.search.bm25 import BM25Search
 from beir_peft.training.checkpoints import checkpoint_dirs
 
@@ -199,6 +202,60 @@ def test_bm25_hard_negatives(tiny, demo_train, tmp_path):
     assert cached["miner"] == "bm25" and cached["negatives"] == negatives
 
 
+def test_unified_negatives_interleave_both_miners_and_guard_false_negatives(tiny, demo_train, tmp_path):
+    from beir_peft.methods.hard_negatives import dense_scores, unified_negatives
+
+    dense = load_model(tiny)
+    bm25 = BM25Search(show_progress_bar=False)
+    dense_top = mine_hard_negatives(dense, demo_train, depth=6, show_progress_bar=False)
+    bm25_top = mine_hard_negatives(bm25, demo_train, depth=6)
+    unguarded = unified_negatives(
+        dense, demo_train, depth=6, margin=-100.0, bm25=bm25, show_progress_bar=False
+    )
+    assert set(unguarded) == set(demo_train.qrels)
+    for qid, docs in unguarded.items():
+        interleaved = list(
+            dict.fromkeys(d for pair in zip(dense_top[qid], bm25_top[qid], strict=False) for d in pair)
+        )
+        assert docs == interleaved[:6]  # dense 1, BM25 1, dense 2, ... each passage once
+        assert not set(docs) & set(demo_train.qrels[qid])
+    guarded = unified_negatives(dense, demo_train, depth=6, margin=0.0, bm25=bm25, show_progress_bar=False)
+    every = unified_negatives(dense, demo_train, depth=60, margin=-100.0, bm25=bm25, show_progress_bar=False)
+    pairs = {(q, d) for q in guarded for d in [*guarded[q], *demo_train.qrels[q]]}
+    scores = dense_scores(dense, demo_train, pairs)
+    dropped = 0
+    for qid, docs in guarded.items():
+        lowest_positive = min(scores[(qid, d)] for d in demo_train.qrels[qid])
+        assert all(scores[(qid, d)] < lowest_positive for d in docs)
+        kept = [d for d in every[qid] if scores.get((qid, d), lowest_positive) < lowest_positive]
+        assert docs == kept[:6]  # the candidates' order, the guarded ones removed
+        dropped += len(docs) < min(6, len(every[qid]))
+    assert dropped > 0  # a random tiny model ranks some candidates above the positives
+    colbert = new_retriever("pt2-colbert", tiny, init="random", prefix_length=4)
+    with pytest.raises(ConfigError, match="late-interaction"):
+        unified_negatives(colbert, demo_train, bm25=bm25, show_progress_bar=False)
+    assert all(not docs for docs in unified_negatives(dense, demo_train, depth=6, margin=100.0, bm25=bm25,
+                                                       show_progress_bar=False).values())  # fmt: skip
+
+
+def test_training_with_unified_negatives_from_a_first_round(tiny, demo_train, tmp_path):
+    config = TrainingConfig(epochs=1, batch_size=4, checkpoint_every=0)
+    first = train(fresh(tiny), demo_train, tmp_path / "round1", config, show_progress_bar=False)
+    second = TrainingConfig(epochs=1, batch_size=4, checkpoint_every=0, hard_negatives=1, negative_depth=8,
+                            negative_miner="unified", negatives_from=str(first), false_negative_margin=-1.0)  # fmt: skip
+    train(fresh(tiny), demo_train, tmp_path / "round2", second, show_progress_bar=False)
+    cached = json.loads((tmp_path / "round2" / "hard_negatives.json").read_text(encoding="utf-8"))
+    assert (cached["miner"], cached["negatives_from"], cached["false_negative_margin"]) == (
+        "unified",
+        str(first),
+        -1.0,
+    )
+    record = json.loads((tmp_path / "round2" / "config.json").read_text(encoding="utf-8"))["training"]
+    assert record["negative_miner"] == "unified" and record["negatives_from"] == str(first)
+    with pytest.raises(ConfigError, match="bm25 miner takes none"):
+        TrainingConfig(hard_negatives=1, negative_miner="bm25", negatives_from=str(first))
+
+
 def test_bad_training_settings(tiny, demo_train, tmp_path):
     with pytest.raises(ConfigError, match="negative_miner"):
         TrainingConfig(negative_miner="splade")
@@ -232,6 +289,56 @@ def test_backbone_dropout_can_be_switched_off(tiny, demo_train, tmp_path):
         ),
     )
     assert modes and all(mode == (False, True) for mode in modes)  # prefix dropout still on
+
+
+@pytest.mark.parametrize(
+    ("method", "dropout"),
+    [("pt2-dpr", True), ("pt2-dpr", False), ("ft", True), ("pt2-colbert", True), ("pt2-colbert", False)],
+)
+def test_gradient_checkpointing_trains_the_same_weights(tiny, demo_train, tmp_path, method, dropout):
+    """Recomputed activations (dropout masks replayed) give the plain run's weights; with the
+    backbone in eval mode the layers are still checkpointed, their attention still without dropout."""
+    trained, checkpointing = {}, []
+    for on in (False, True):
+        torch.manual_seed(0)
+        model = (
+            fresh(tiny, method)
+            if method != "pt2-colbert"
+            else new_retriever(method, tiny, init="random", prefix_length=4)
+        )
+        config = TrainingConfig(
+            epochs=1, batch_size=4, learning_rate=1e-2 if method == "pt2-dpr" else 1e-4, checkpoint_every=0,
+            gradient_checkpointing=on, backbone_dropout=dropout,
+        )  # fmt: skip
+        backbone = model.module.backbone
+        encoder = backbone if isinstance(backbone, PreTrainedModel) else backbone[0].auto_model
+        layers = [m for m in encoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+        attention = encoder.encoder.layer[0].attention.self
+
+        def seen(step, loss, layers=layers, attention=attention):
+            # what decides: a layer is recomputed when it is checkpointing *and* in training mode
+            checkpointing.append(all(m.gradient_checkpointing and m.training for m in layers))
+            assert attention.training is dropout
+
+        train(model, demo_train, tmp_path / f"run-{on}", config, show_progress_bar=False, on_step=seen)
+        trained[on] = {name: tensor.clone() for name, tensor in model.trainable_state_dict().items()}
+    assert checkpointing and checkpointing[0] is False and checkpointing[-1] is True
+    assert trained[False].keys() == trained[True].keys()
+    for name, tensor in trained[False].items():
+        torch.testing.assert_close(trained[True][name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_pt2_dpr_trains_its_backbone_in_eval_mode_by_default(tiny, demo_train, tmp_path):
+    modes = {}
+    for method in ("pt2-dpr", "lora"):
+        model = fresh(tiny, method)
+        seen = modes.setdefault(method, [])
+        train(model, demo_train, tmp_path / method, TrainingConfig(epochs=1, batch_size=4, checkpoint_every=0),
+              show_progress_bar=False, on_step=lambda step, loss, m=model, seen=seen: seen.append(m.module.backbone.training))  # fmt: skip
+        record = json.loads((tmp_path / method / "config.json").read_text(encoding="utf-8"))["training"]
+        assert record["backbone_dropout"] is (method != "pt2-dpr")  # the resolved setting is recorded
+    assert modes["pt2-dpr"] and not any(modes["pt2-dpr"])  # the decided default (docs/results.md)
+    assert modes["lora"] and all(modes["lora"])  # other methods: the paper's train mode
 
 
 def test_resume_refuses_a_finished_run_made_otherwise(tiny, demo_train, tmp_path):

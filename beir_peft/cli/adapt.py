@@ -53,9 +53,8 @@ def _query_stage_options(preset_help: str, backbone_help: str, queries_help: str
             click.option("--queries-per-passage", type=click.IntRange(min=1),
                          help="Override the 250K rule's queries per passage."),
             click.option("--num-passages", type=click.IntRange(min=1), help="Override the 250K rule's corpus sample size."),
-            click.option("--held-out-queries", type=click.IntRange(min=0),
-                         help="Queries kept out of training, on which the start and the adapted model are "
-                              f"compared at the end [default: {_gpl('held_out_queries')}, at most a tenth; 0: no check]."),
+            options.held_out("queries", None, "their source passage as the answer",
+                             documented_default=_gpl("held_out_queries")),
         ]):  # fmt: skip
             command = option(command)
         return command
@@ -248,14 +247,7 @@ def _run_on_corpus(name, config_class, run, given, settings, dataset, output, qu
 @click.option(
     "--teacher-batch-size", default=_art("teacher_batch_size"), show_default=True, type=click.IntRange(min=1)
 )
-@click.option(
-    "--held-out-questions",
-    default=_art("held_out_questions"),
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Questions kept out of training, on which the start and the trained model are compared at "
-    "the end (the teacher's choice as the answer; at most a tenth; 0: no check).",
-)
+@options.held_out("questions", _art("held_out_questions"), "the teacher's choice as the answer")
 @options.checkpoint_every(_art("checkpoint_every"))
 @options.seed(_art("seed"))
 @options.device()

@@ -41,14 +41,7 @@ def ddr():
 @options.batch_size(_dam("batch_size"))
 @options.learning_rate(default=_dam("learning_rate"))
 @click.option("--max-seq-length", type=click.IntRange(min=8), help="[default: the backbone's own]")
-@click.option(
-    "--held-out-passages",
-    default=_dam("held_out_passages"),
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Passages kept out of training, on which the start and the trained DAM predict masked tokens "
-    "at the end (at most a tenth; 0: no check).",
-)
+@options.held_out("passages", _dam("held_out_passages"), "masked-token accuracy")
 @options.checkpoint_every(_dam("checkpoint_every"))
 @options.seed(_dam("seed"))
 @options.device(help=None)

@@ -92,6 +92,23 @@ def checkpoint_every(default: int, help: str | None = None):
     )
 
 
+def held_out(noun: str, default: int | None, signal: str, documented_default: int | None = None):
+    """``--held-out-<noun>``: how many of the run's own training items the adaptation check keeps out.
+
+    ``default`` ``None`` leaves the choice to the method (its preset), ``documented_default`` is
+    then the value the help names.
+    """
+    shown = f"; default {documented_default}" if documented_default is not None else ""
+    return click.option(
+        f"--held-out-{noun}",
+        default=default,
+        show_default=default is not None,
+        type=click.IntRange(min=0),
+        help=f"{noun.capitalize()} kept out of training, on which the start and the trained model are compared "
+        f"at the end ({signal}{shown}; at most a tenth; 0: no check).",
+    )
+
+
 def seed(default: int):
     return click.option("--seed", default=default, show_default=True, type=int)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+from transformers import PreTrainedModel
 
 from ..errors import ArtifactError, ConfigError
 
@@ -158,6 +159,48 @@ def hf_model(model: SentenceTransformer):
     if auto is None:
         raise ConfigError(f"{type(first).__name__} is not a transformer module; cannot attach adapters to it")
     return auto
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute ``model``'s layer activations in the backward pass instead of keeping them.
+
+    ``model``: a sentence-transformers pipeline or the Hugging Face encoder itself. Non-reentrant
+    checkpointing, so a frozen encoder (no input requiring grad) still passes gradients to its
+    prompts, and the recomputation attends to the deep prompt the forward attended to
+    (:meth:`~beir_peft.encoders.deep_prompt.DeepPromptHost.checkpoint_contexts`); dropout masks are
+    replayed, so the gradients are those of the plain backward pass.
+    """
+    from .deep_prompt import DeepPromptHost
+
+    encoder = model if isinstance(model, PreTrainedModel) else hf_model(model)
+    if not encoder.supports_gradient_checkpointing:
+        raise ConfigError(f"{type(encoder).__name__} does not support gradient checkpointing")
+    kwargs = {"use_reentrant": False}
+    host = DeepPromptHost.attached(encoder)
+    if host is not None:
+        kwargs["context_fn"] = host.checkpoint_contexts
+    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers' name since 5.x
+        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    # transformers makes the embeddings' output require grad for reentrant checkpointing; the
+    # non-reentrant kind does not need it, and it would add a backward pass into the embeddings
+    encoder.disable_input_require_grads()
+
+
+def checkpoint_in_eval_mode(model) -> None:
+    """Keep gradient checkpointing on for a backbone in eval mode (no dropout).
+
+    transformers checkpoints a layer only while the layer itself is in training mode; this sets the
+    checkpointed layers' own ``training`` flag, which nothing else in them reads, and leaves their
+    attention and dropout modules in eval mode. Call it after ``eval()``.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    encoder = model if isinstance(model, PreTrainedModel) else hf_model(model)
+    for module in encoder.modules():
+        if isinstance(module, GradientCheckpointingLayer):
+            module.training = True
 
 
 def backbone_fingerprint(model: SentenceTransformer) -> str:

@@ -273,7 +273,7 @@ class DeepPromptHost:
     @classmethod
     def of(cls, model: PreTrainedModel, shift_positions: bool = False) -> DeepPromptHost:
         """The host attached to ``model``, created on the first call."""
-        host = model.__dict__.get(_HOST_ATTRIBUTE)
+        host = cls.attached(model)
         if host is None:
             return cls(model, shift_positions=shift_positions)
         if host.shift_positions != shift_positions:
@@ -322,6 +322,30 @@ class DeepPromptHost:
             # own forward is called directly, as sentence-transformers does.
             embeddings.register_forward_pre_hook(self._shift_positions, with_kwargs=True)
         model.__dict__[_HOST_ATTRIBUTE] = self
+
+    @staticmethod
+    def attached(model: PreTrainedModel) -> DeepPromptHost | None:
+        """The host attached to ``model``, ``None`` when it has none."""
+        return model.__dict__.get(_HOST_ATTRIBUTE)
+
+    def checkpoint_contexts(
+        self,
+    ) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        """``context_fn`` for ``torch.utils.checkpoint``: a layer recomputed in the backward pass,
+        after the ``use`` block has closed, attends to the prompt (and the same prefix key/values)
+        it attended to in the forward. Called at each checkpointed layer's forward."""
+        return contextlib.nullcontext(), self._replaying(
+            self.state.prompt, self.state.rows, self.state.key_values
+        )
+
+    @contextlib.contextmanager
+    def _replaying(self, prompt, rows, key_values) -> Iterator[None]:
+        previous = self.state.prompt, self.state.rows, self.state.key_values
+        self.state.prompt, self.state.rows, self.state.key_values = prompt, rows, key_values
+        try:
+            yield
+        finally:
+            self.state.prompt, self.state.rows, self.state.key_values = previous
 
     def new_prompt(self, **kwargs) -> DeepPrompt:
         """A :class:`DeepPrompt` shaped for this backbone."""

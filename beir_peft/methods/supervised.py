@@ -28,6 +28,8 @@ from ..models.tuned import TunedRetriever
 from ..training.config import TrainingConfig
 from ..training.pairs import finished_pair_run, fit, pair_run_folder
 from ..training.processes import new_accelerator
+from .corpus_pairs import corpus_rows
+from .hard_negatives import mine_hard_negatives, unified_negatives
 
 logger = logging.getLogger(__name__)
 
@@ -36,39 +38,6 @@ HARD_NEGATIVES_FILE = "hard_negatives.json"
 
 
 # ---------------------------------------------------------------------------------------- data
-def mine_hard_negatives(
-    retriever: Any,
-    dataset: BeirDataset,
-    depth: int = 30,
-    batch_size: int = 128,
-    show_progress_bar: bool = True,
-) -> dict[str, list[str]]:
-    """``{query_id: [doc_id, ...]}``: the retriever's top ``depth`` passages that are not judged relevant.
-
-    ``retriever`` is a dense model (searched exactly over the whole corpus) or a BEIR search class
-    such as :class:`beir_peft.search.bm25.BM25Search`; only the training queries are searched.
-    """
-    from ..search import make_search
-
-    judged = {qid for qid, _ in dataset.train_pairs()}
-    queries = {qid: dataset.queries[qid] for qid in judged}
-    search = make_search(retriever, "exact", batch_size=batch_size, show_progress_bar=show_progress_bar)
-    score_function = getattr(retriever, "score_function", "dot")
-    # deep enough that every query keeps `depth` candidates after its relevant passages are removed
-    # (TREC-style qrels can judge dozens of passages relevant to one query)
-    most_relevant = max(
-        (sum(score > 0 for score in dataset.qrels.get(qid, {}).values()) for qid in queries), default=0
-    )
-    top_k = min(len(dataset.corpus), depth + most_relevant + 10)
-    run = search.search(dataset.corpus, queries, top_k=top_k, score_function=score_function)
-    negatives = {}
-    for qid, hits in run.items():
-        relevant = {doc for doc, score in dataset.qrels.get(qid, {}).items() if score > 0}
-        ranked = sorted(hits.items(), key=lambda item: -item[1])
-        negatives[qid] = [doc for doc, _ in ranked if doc not in relevant and doc != qid][:depth]
-    return negatives
-
-
 def training_rows(
     dataset: BeirDataset, negatives: dict[str, list[str]] | None, count: int, seed: int
 ) -> list[dict[str, str]]:
@@ -99,8 +68,12 @@ def train(
     overwrite: bool = False,
     show_progress_bar: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    init_from: dict[str, str] | None = None,
 ) -> Path:
     """Train ``retriever`` on ``dataset``'s (query, relevant passage) pairs; returns the saved folder.
+
+    With ``config.pair_source`` ``"title"`` or ``"ict"`` the pairs are cut from the corpus instead,
+    without labels (:mod:`~beir_peft.methods.corpus_pairs`: DPTDR's intermediate pre-training).
 
     Args:
         retriever: the model to train, in its starting state (its trainable parameters get updated).
@@ -111,6 +84,9 @@ def train(
             either is refused when made with other settings, data or method).
         overwrite: start afresh even if ``output_dir`` holds a finished retriever or checkpoints.
         on_step: called with ``(step, loss)`` after every optimizer step.
+        init_from: where ``retriever``'s starting state came from (``{"path", "fingerprint"}`` of a
+            saved folder, as ``train --init-from`` loads it), for the training record; a resumed run
+            must start from the same one.
     """
     config = config or TrainingConfig()
     folder = pair_run_folder(output_dir)
@@ -120,14 +96,20 @@ def train(
         folder.clear(HARD_NEGATIVES_FILE)
     accelerator.wait_for_everyone()
     output = folder.output
-    run = {"dataset": dataset.name, "split": dataset.split}
+    run = {"dataset": dataset.name, "split": dataset.split, "init_from": init_from}
+    corpus_pairs = (
+        corpus_rows(dataset, config.pair_source, config.seed) if config.pair_source != "qrels" else None
+    )
     # before mining negatives: a finished run has nothing left to do (one row per training pair)
-    pairs = len(dataset.train_pairs())
+    pairs = len(dataset.train_pairs()) if corpus_pairs is None else len(corpus_pairs)
     if resume and finished_pair_run(output, retriever, run, pairs, config, accelerator.num_processes):
         return output
     retriever.to(accelerator.device)
-    negatives = _negatives(retriever, dataset, config, output, accelerator, show_progress_bar)
-    rows = training_rows(dataset, negatives, config.hard_negatives, config.seed)
+    if corpus_pairs is not None:
+        rows = corpus_pairs
+    else:
+        negatives = _negatives(retriever, dataset, config, output, accelerator, show_progress_bar)
+        rows = training_rows(dataset, negatives, config.hard_negatives, config.seed)
     return fit(
         retriever,
         rows,
@@ -144,32 +126,41 @@ def train(
 def _negatives(
     retriever, dataset, config, output, accelerator, show_progress_bar
 ) -> dict[str, list[str]] | None:
-    """Hard negatives mined by the backbone or BM25 (``config.negative_miner``), cached in
-    :data:`HARD_NEGATIVES_FILE` of ``output``.
+    """Hard negatives mined as ``config.negative_miner`` says, cached in :data:`HARD_NEGATIVES_FILE`
+    of ``output``.
 
-    The backbone is loaded afresh as a plain sentence-transformers retriever, so the negatives are
-    the same whichever method is trained (and whatever state ``retriever`` starts in).
+    The dense miner is the backbone loaded afresh as a plain sentence-transformers retriever (so the
+    negatives are the same whichever method is trained, whatever state ``retriever`` starts in), or
+    ``config.negatives_from`` (e.g. the first round's trained folder); ``"unified"`` combines it with
+    BM25 and guards false negatives (:func:`~beir_peft.methods.hard_negatives.unified_negatives`).
     """
     if not config.hard_negatives:
         return None
     path = output / HARD_NEGATIVES_FILE
-    wanted = {"split": dataset.split, "depth": config.negative_depth, "miner": config.negative_miner}
+    wanted = {"split": dataset.split, "depth": config.negative_depth, "miner": config.negative_miner,
+              "negatives_from": config.negatives_from, "false_negative_margin": config.false_negative_margin}  # fmt: skip
     # the main process alone decides, mines and writes; the others read what it wrote
     if accelerator.is_main_process and not _cached(path, wanted):
-        if config.negative_miner == "bm25":
-            from ..search.bm25 import BM25Search
-
-            miner = BM25Search(show_progress_bar=show_progress_bar)
-        else:
-            from ..models.loading import load_model
-
-            miner = load_model(retriever.config.backbone, device=str(accelerator.device))
         logger.info(
             "Mining %d hard negatives per query with %s", config.negative_depth, config.negative_miner
         )
-        negatives = mine_hard_negatives(
-            miner, dataset, depth=config.negative_depth, show_progress_bar=show_progress_bar
-        )
+        depth, progress = config.negative_depth, show_progress_bar
+        if config.negative_miner == "bm25":
+            from ..search.bm25 import BM25Search
+
+            negatives = mine_hard_negatives(BM25Search(show_progress_bar=progress), dataset, depth=depth,
+                                            show_progress_bar=progress)  # fmt: skip
+        else:
+            from ..models.loading import load_model
+
+            dense = load_model(
+                config.negatives_from or retriever.config.backbone, device=str(accelerator.device)
+            )
+            if config.negative_miner == "unified":
+                negatives = unified_negatives(dense, dataset, depth=depth, margin=config.false_negative_margin,
+                                              show_progress_bar=progress)  # fmt: skip
+            else:
+                negatives = mine_hard_negatives(dense, dataset, depth=depth, show_progress_bar=progress)
         write_json_atomic(path, {**wanted, "negatives": negatives})
     accelerator.wait_for_everyone()
     return json.loads(path.read_text(encoding="utf-8"))["negatives"]
@@ -180,7 +171,8 @@ def _cached(path: Path, wanted: dict[str, Any]) -> bool:
     if not path.is_file():
         return False
     cached = json.loads(path.read_text(encoding="utf-8"))
-    return {key: cached.get(key, "backbone" if key == "miner" else None) for key in wanted} == wanted
+    before_options = {"miner": "backbone", "false_negative_margin": 0.0}  # files written before they existed
+    return {key: cached.get(key, before_options.get(key)) for key in wanted} == wanted
 
 
 __all__ = ["HARD_NEGATIVES_FILE", "TrainingConfig", "mine_hard_negatives", "train", "training_rows"]

@@ -207,25 +207,16 @@ class MaxSimSearch(BaseSearch):
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self.device = torch.device(device) if device is not None else None
         self.show_progress_bar = show_progress_bar
-        self.candidates_per_token = int(candidates_per_token) if candidates_per_token is not None else None
-        self.nprobe = int(nprobe)
-        self.index_factory = index_factory.strip() if index_factory is not None else None
-        self.nlist = int(nlist) if nlist is not None else None
-        self.pq_m = int(pq_m) if pq_m is not None else None
-        self.min_ivfpq_vectors = int(min_ivfpq_vectors)
-        self.train_size = int(train_size)
-        self.seed = int(seed)
-        self.use_gpu = bool(use_gpu)
         self._ann = TokenANN(
-            candidates_per_token=self.candidates_per_token,
-            nprobe=self.nprobe,
-            index_factory=self.index_factory,
-            nlist=self.nlist,
-            pq_m=self.pq_m,
-            min_ivfpq_vectors=self.min_ivfpq_vectors,
-            train_size=self.train_size,
-            seed=self.seed,
-            use_gpu=self.use_gpu,
+            candidates_per_token=candidates_per_token,
+            nprobe=nprobe,
+            index_factory=index_factory,
+            nlist=nlist,
+            pq_m=pq_m,
+            min_ivfpq_vectors=min_ivfpq_vectors,
+            train_size=train_size,
+            seed=seed,
+            use_gpu=use_gpu,
             show_progress_bar=show_progress_bar,
         )
         if mode == "ann":
@@ -234,6 +225,12 @@ class MaxSimSearch(BaseSearch):
                 self._ann.check_factory(dim)
         self.store: TokenStore | None = None
         self.results: dict[str, dict[str, float]] = {}
+
+    # the ANN settings are the TokenANN's (normalised there), read through the searcher
+    candidates_per_token = property(lambda self: self._ann.candidates_per_token)
+    nprobe = property(lambda self: self._ann.nprobe)
+    index_factory = property(lambda self: self._ann.index_factory)
+    use_gpu = property(lambda self: self._ann.use_gpu)
 
     # ------------------------------------------------------------------ what is held
     def resolved_candidates_per_token(self) -> int | None:

@@ -170,15 +170,15 @@ class TokenANN:
         use_gpu: bool,
         show_progress_bar: bool,
     ):
-        self.candidates_per_token = candidates_per_token
-        self.nprobe = nprobe
-        self.index_factory = index_factory
-        self.nlist = nlist
-        self.pq_m = pq_m
-        self.min_ivfpq_vectors = min_ivfpq_vectors
-        self.train_size = train_size
-        self.seed = seed
-        self.use_gpu = use_gpu
+        self.candidates_per_token = int(candidates_per_token) if candidates_per_token is not None else None
+        self.nprobe = int(nprobe)
+        self.index_factory = index_factory.strip() if index_factory is not None else None
+        self.nlist = int(nlist) if nlist is not None else None
+        self.pq_m = int(pq_m) if pq_m is not None else None
+        self.min_ivfpq_vectors = int(min_ivfpq_vectors)
+        self.train_size = int(train_size)
+        self.seed = int(seed)
+        self.use_gpu = bool(use_gpu)
         self.show_progress_bar = show_progress_bar
         self.index: Any = None
         self.search_index: Any = None

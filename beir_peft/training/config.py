@@ -33,10 +33,26 @@ DEFAULT_LEARNING_RATES = {
     # also ART's rate for fully trained encoders (Sachan et al. 2023, section 4.1)
     "ft": 2e-5,
 }
-#: who mines hard negatives: the starting backbone (dense, exact search) or BM25
-NEGATIVE_MINERS = ("backbone", "bm25")
+#: who mines hard negatives: the starting backbone (dense, exact search), BM25, or both with false
+#: negatives guarded (DPTDR's unified mining, beir_peft.methods.hard_negatives)
+NEGATIVE_MINERS = ("backbone", "bm25", "unified")
+#: where the training pairs come from: the split's qrels, or the corpus alone (beir_peft.methods.corpus_pairs)
+PAIR_SOURCES = ("qrels", "title", "ict")
 #: accelerate's mixed-precision modes: float32 throughout, or the forward and backward under autocast
 MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+#: methods whose frozen backbone trains in eval mode unless ``backbone_dropout`` says otherwise.
+#: PT2-DPR: decided from three seeds on SciFact and the MS MARCO slice (docs/results.md, "Three
+#: seeds"): -0.0013 nDCG@10 on SciFact (p=0.06), level on the MS MARCO slice, a training step 0.44x
+#: full fine-tuning's instead of 0.79x (one thread) and 2.6x less memory. The paper trains with the
+#: whole model in train mode (``--backbone-dropout``, and ``--preset paper``).
+BACKBONE_DROPOUT_OFF: frozenset[str] = frozenset({"pt2-dpr"})
+
+
+def backbone_dropout_for(method: str, given: bool | None) -> bool:
+    """``given``, or whether ``method`` keeps its backbone's dropout by default."""
+    return given if given is not None else method not in BACKBONE_DROPOUT_OFF
 
 
 def learning_rate_for(method: str, given: float | None) -> float:
@@ -56,18 +72,33 @@ class TrainingConfig:
         weight_decay: AdamW weight decay.
         max_grad_norm: gradient clipping (DPR: 2.0).
         scale: similarity scale of the loss (1 / temperature), see :class:`DualEncoderMNRLoss`.
+        pair_source: where the (query, passage) pairs come from: ``"qrels"`` (the split's relevance
+            judgements, default), or the corpus alone for intermediate pre-training (DPTDR):
+            ``"title"`` (title -> text) or ``"ict"`` (a sentence -> its document, the Inverse Cloze
+            Task); see :mod:`beir_peft.methods.corpus_pairs`.
         hard_negatives: mined negatives per query (0: in-batch negatives only).
         negative_depth: hard negatives are drawn from the miner's top ``negative_depth``.
         negative_miner: who mines them: ``"backbone"`` (the backbone as a plain sentence-transformers
             retriever, whatever the method trained; default) or ``"bm25"`` (:class:`BM25Search`,
-            DPR's BM25 negatives, Karpukhin et al. 2020 section 3.2).
+            DPR's BM25 negatives, Karpukhin et al. 2020 section 3.2) or ``"unified"`` (DPTDR's: the
+            dense miner's and BM25's candidates interleaved, false negatives guarded; see
+            :func:`~beir_peft.methods.hard_negatives.unified_negatives`).
+        negatives_from: a saved retriever folder (or model name) that is the dense miner instead of
+            the starting backbone, e.g. the first round's trained model (``backbone`` and
+            ``unified`` miners).
+        false_negative_margin: ``unified`` drops candidates the dense miner scores at or above its
+            score of the query's lowest-scored relevant passage minus this margin.
         in_batch_negatives: late interaction only: also score the batch's other passages.
             ``None``: ColBERT's pairwise loss when hard negatives are given, in-batch otherwise.
             Dual encoders always use in-batch negatives.
         backbone_dropout: keep the backbone's own dropout on while training (the paper's setting:
             the whole model in train mode). ``False`` puts the backbone in eval mode, so only the
-            trained parts (prefix dropout) drop; on CPU this lets attention take PyTorch's fused
-            kernel, about 3x faster per step for prompt methods (docs/results.md).
+            trained parts (prefix dropout) drop; attention then takes PyTorch's fused kernel, 2-3x
+            faster per step with 2.6-3.3x less memory for prompt methods (docs/results.md).
+            ``None``: the method's default (:data:`BACKBONE_DROPOUT_OFF`).
+        gradient_checkpointing: recompute each backbone layer's activations in the backward pass
+            instead of keeping them (transformers' gradient checkpointing, non-reentrant): less
+            memory per step for about one more forward's time. Gradients are the same.
         max_steps: stop after this many optimizer steps (``None``: ``epochs`` full passes).
         checkpoint_every: steps between checkpoints (0: none but the final folder).
         keep_checkpoints: how many checkpoints to keep.
@@ -85,11 +116,15 @@ class TrainingConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 2.0
     scale: float = 20.0
+    pair_source: str = "qrels"
     hard_negatives: int = 0
     negative_depth: int = 30
     negative_miner: str = "backbone"
+    negatives_from: str | None = None
+    false_negative_margin: float = 0.0
     in_batch_negatives: bool | None = None
-    backbone_dropout: bool = True
+    backbone_dropout: bool | None = None
+    gradient_checkpointing: bool = False
     max_steps: int | None = None
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -121,6 +156,15 @@ class TrainingConfig:
             (self.hard_negatives >= 0, "hard_negatives must be >= 0"),
             (self.negative_depth >= self.hard_negatives, "negative_depth must be >= hard_negatives"),
             (self.negative_miner in NEGATIVE_MINERS, f"negative_miner must be one of {NEGATIVE_MINERS}"),
+            (self.pair_source in PAIR_SOURCES, f"pair_source must be one of {PAIR_SOURCES}"),
+            (
+                self.negatives_from is None or self.negative_miner != "bm25",
+                "negatives_from names a dense miner; the bm25 miner takes none",
+            ),
+            (
+                self.pair_source == "qrels" or self.hard_negatives == 0,
+                "corpus pairs (pair_source title or ict) train with in-batch negatives only (hard_negatives 0)",
+            ),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.scale > 0, "scale must be > 0"),
@@ -133,14 +177,20 @@ class TrainingConfig:
     def learning_rate_for(self, method: str) -> float:
         return learning_rate_for(method, self.learning_rate)
 
+    def backbone_dropout_for(self, method: str) -> bool:
+        return backbone_dropout_for(method, self.backbone_dropout)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 __all__ = [
+    "BACKBONE_DROPOUT_OFF",
     "DEFAULT_LEARNING_RATES",
     "MIXED_PRECISION",
     "NEGATIVE_MINERS",
+    "PAIR_SOURCES",
     "TrainingConfig",
+    "backbone_dropout_for",
     "learning_rate_for",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..artifacts import read_config, save_retriever
+from ..encoders.backbone import checkpoint_in_eval_mode, enable_gradient_checkpointing
 from ..errors import ConfigError, DatasetError
 from ..losses import ColBERTPairwiseLoss, DualEncoderMNRLoss
 from ..models.colbert import PT2ColBERT
@@ -82,7 +83,7 @@ def fit(
     learning_rate = config.learning_rate_for(retriever.method)
     world_size = accelerator.num_processes
     record = {**run, "pairs": len(rows), **config.to_dict(), "learning_rate": learning_rate,
-              "world_size": world_size}  # fmt: skip
+              "backbone_dropout": config.backbone_dropout_for(retriever.method), "world_size": world_size}  # fmt: skip
     identity = run_identity(record)
     if resume and folder.finished({"method": retriever.method, **identity}):
         return folder.output
@@ -132,19 +133,16 @@ class _PairStep(TrainingStep):
         self.make_loss, self.on_step = make_loss, on_step
 
     def bind(self, module):
-        if not self.config.backbone_dropout:
-            for name in ("backbone", "passage_backbone"):
-                if hasattr(self.retriever.module, name):
-                    getattr(self.retriever.module, name).eval()
+        set_backbone_training_modes(self.retriever, self.config)
         self.loss_fn = (
             self.make_loss(module)
             if self.make_loss is not None
-            else _loss(self.retriever, module, self.config)
+            else pair_loss(self.retriever, module, self.config)
         )
 
     def loss(self, batch, step):
         texts, labels = batch
-        features = [_tokenize(self.retriever, column, index) for index, column in enumerate(texts)]
+        features = [tokenize_column(self.retriever, column, index) for index, column in enumerate(texts)]
         return self.loss_fn(features, labels) if labels is not None else self.loss_fn(features)
 
     def after_step(self, step, loss):
@@ -199,7 +197,24 @@ def _is_late_interaction(retriever) -> bool:
     return retriever_kind(retriever) == LATE_INTERACTION
 
 
-def _loss(retriever, module, config: TrainingConfig):
+def set_backbone_training_modes(retriever, config: TrainingConfig) -> None:
+    """Apply ``config.backbone_dropout`` (off: the backbone in eval mode; ``None``: the method's
+    default) and ``config.gradient_checkpointing`` to the retriever's backbone(s); the module is in
+    train mode."""
+    dropout = config.backbone_dropout_for(retriever.method)
+    for name in ("backbone", "passage_backbone"):
+        backbone = getattr(retriever.module, name, None)
+        if backbone is None:
+            continue
+        if not dropout:
+            backbone.eval()
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(backbone)
+            if not dropout:
+                checkpoint_in_eval_mode(backbone)
+
+
+def pair_loss(retriever, module, config: TrainingConfig):
     """DPR's in-batch NLL for dual encoders (on several processes the passages of all are gathered);
     ColBERT's pairwise (or, in one process, in-batch) MaxSim cross-entropy."""
     gather = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -221,7 +236,7 @@ def _loss(retriever, module, config: TrainingConfig):
     return ColBERTPairwiseLoss(module, in_batch_negatives=in_batch, scale=1.0)
 
 
-def _tokenize(retriever, texts: list[str], column: int) -> dict[str, torch.Tensor]:
+def tokenize_column(retriever, texts: list[str], column: int) -> dict[str, torch.Tensor]:
     """Column 0 holds queries, the others passages (ColBERT tokenises the two differently)."""
     if _is_late_interaction(retriever):
         return retriever.tokenize_queries(texts) if column == 0 else retriever.tokenize_docs(texts)
@@ -240,14 +255,20 @@ def run_identity(record: Mapping[str, Any]) -> dict[str, Any]:
         "max_steps",
         "hard_negatives",
         "negative_miner",
+        "negatives_from",
+        "false_negative_margin",
         "seed",
         "scale",
         "world_size",
+        "pair_source",
+        "init_from",
     )
     identity = {k: record.get(k) for k in keys}
     # checkpoints and folders from before the options: the backbone's negatives, one process
     identity["negative_miner"] = identity["negative_miner"] or "backbone"
     identity["world_size"] = identity["world_size"] or 1
+    identity["pair_source"] = identity["pair_source"] or "qrels"  # before corpus pairs
+    identity["false_negative_margin"] = identity["false_negative_margin"] or 0.0  # before unified mining
     return identity
 
 
@@ -274,4 +295,13 @@ def _trained_settings(output: Path) -> dict[str, Any]:
     return {"method": saved.get("method"), **run_identity(saved.get("training") or {})}
 
 
-__all__ = ["LABEL", "finished_pair_run", "fit", "pair_run_folder", "run_identity"]
+__all__ = [
+    "LABEL",
+    "finished_pair_run",
+    "fit",
+    "pair_loss",
+    "pair_run_folder",
+    "run_identity",
+    "set_backbone_training_modes",
+    "tokenize_column",
+]

@@ -57,7 +57,7 @@ def train_rem(
     Contrastive (DPR's in-batch loss plus ``config.hard_negatives`` mined by the DAM) by default;
     with ``margins_file`` (``qid, pos, neg, margin`` rows, e.g. GPL's ``training_data.tsv``) MarginMSE.
     """
-    config = config or TrainingConfig(hard_negatives=1)
+    config = config or TrainingConfig(hard_negatives=1, backbone_dropout=True)
     retriever = build_rem(dam, **options)
     if margins_file is None:
         return train(retriever, dataset, output, config, resume=resume, overwrite=overwrite,

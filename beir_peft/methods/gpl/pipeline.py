@@ -620,6 +620,7 @@ def _train(
         learning_rate=learning_rate,
         warmup_ratio=config.warmup_steps / config.steps,
         max_grad_norm=1.0,  # sentence-transformers' fit default
+        backbone_dropout=True,  # the whole student in train mode, as sentence-transformers' fit trains it
         max_steps=config.steps,
         checkpoint_every=config.checkpoint_every,
         seed=config.seed,

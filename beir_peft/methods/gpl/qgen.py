@@ -143,6 +143,7 @@ def _train(generated, corpus, config: QGenConfig, output: Path, dataset_name: st
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_grad_norm=1.0,  # sentence-transformers' fit default
+        backbone_dropout=True,  # the whole student in train mode, as sentence-transformers' fit trains it
         scale=config.scale,
         max_steps=config.max_steps,
         checkpoint_every=config.checkpoint_every,

@@ -238,7 +238,8 @@ def cuda_step_memory_mib(
 
 
 def cpu_step_memory(method: str, argv: list[str]) -> dict:
-    """Peak resident memory of ``--probe-steps`` steps of ``method`` in a fresh process.
+    """Peak resident memory of ``--probe-steps`` steps of ``method`` in a fresh process given this
+    run's own arguments (``argv``; the probe's ``--memory-probe`` comes last and wins).
 
     The allocator keeps freed memory resident, so after one method has stepped, another's peak in
     the same process would hide in memory already held: each method is measured in its own process.
@@ -246,18 +247,6 @@ def cpu_step_memory(method: str, argv: list[str]) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), *argv, "--memory-probe", method]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def probe_argv(args: argparse.Namespace) -> list[str]:
-    """The command-line settings a memory probe shares with this run."""
-    argv = ["--dataset", args.dataset, "--split", args.split, "--batch-size", str(args.batch_size),
-            "--max-grad-norm", str(args.max_grad_norm), "--scale", str(args.scale), "--backbone", args.backbone,
-            "--seed", str(args.seed), "--probe-steps", str(args.probe_steps), "--methods", ",".join(args.methods)]  # fmt: skip
-    if args.lr is not None:
-        argv += ["--lr", str(args.lr)]
-    if args.threads is not None:
-        argv += ["--threads", str(args.threads)]
-    return argv
 
 
 def memory_probe(args: argparse.Namespace, device: torch.device) -> None:
@@ -321,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "training_peak_mib": cuda_step_memory_mib(steppers[method], queries, passages, device)
             }
         else:
-            memory[method] = cpu_step_memory(method, probe_argv(args))
+            memory[method] = cpu_step_memory(method, sys.argv[1:] if argv is None else argv)
 
     tokenizer_of = steppers[args.methods[0]].retriever
     q_tokens = tokenize_column(tokenizer_of, queries, 0)["attention_mask"].sum(1).float()

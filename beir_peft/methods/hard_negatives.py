@@ -47,6 +47,11 @@ def _relevant(dataset: BeirDataset, qid: str) -> set[str]:
     return {doc for doc, score in dataset.qrels.get(qid, {}).items() if score > 0}
 
 
+def _unjudged(hits: list[tuple[str, float]], relevant: set[str], qid: str) -> list[str]:
+    """The ranked passages that are neither judged relevant nor the query itself."""
+    return [doc for doc, _ in hits if doc not in relevant and doc != qid]
+
+
 def mine_hard_negatives(
     retriever: Any,
     dataset: BeirDataset,
@@ -62,8 +67,7 @@ def mine_hard_negatives(
     ranked = _ranked(retriever, dataset, depth, batch_size, show_progress_bar)
     negatives = {}
     for qid, hits in ranked.items():
-        relevant = _relevant(dataset, qid)
-        negatives[qid] = [doc for doc, _ in hits if doc not in relevant and doc != qid][:depth]
+        negatives[qid] = _unjudged(hits, _relevant(dataset, qid), qid)[:depth]
     return negatives
 
 
@@ -73,19 +77,14 @@ def dense_scores(dense: Any, dataset: BeirDataset, pairs: set[tuple[str, str]], 
         return {}
     query_ids = sorted({qid for qid, _ in pairs})
     doc_ids = sorted({doc for _, doc in pairs})
-    q = np.asarray(dense.encode_queries([dataset.queries[qid] for qid in query_ids], batch_size=batch_size))
-    d = np.asarray(dense.encode_corpus([dataset.corpus[doc] for doc in doc_ids], batch_size=batch_size))
-    if getattr(dense, "score_function", "dot") == "cos_sim":
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    normalize = getattr(dense, "score_function", "dot") == "cos_sim"  # as the exact search scores
+    q = np.asarray(dense.encode_queries([dataset.queries[qid] for qid in query_ids], batch_size=batch_size,
+                                        normalize_embeddings=normalize))  # fmt: skip
+    d = np.asarray(dense.encode_corpus([dataset.corpus[doc] for doc in doc_ids], batch_size=batch_size,
+                                       normalize_embeddings=normalize))  # fmt: skip
     q_row = {qid: i for i, qid in enumerate(query_ids)}
     d_row = {doc: i for i, doc in enumerate(doc_ids)}
     return {(qid, doc): float(q[q_row[qid]] @ d[d_row[doc]]) for qid, doc in pairs}
-
-
-def _describe(model: Any) -> str:
-    describe = getattr(model, "describe", None)
-    return describe() if callable(describe) else type(model).__name__
 
 
 def unified_negatives(
@@ -108,7 +107,8 @@ def unified_negatives(
 
     if retriever_kind(dense) != SINGLE_VECTOR:
         raise ConfigError(
-            f"unified negatives score passages with one vector each; {_describe(dense)} is a late-interaction model"
+            f"unified negatives score passages with one vector each; the dense miner ({type(dense).__name__}) "
+            "is a late-interaction model"
         )
     if bm25 is None:
         from ..search.bm25 import BM25Search
@@ -117,20 +117,19 @@ def unified_negatives(
     from_dense = _ranked(dense, dataset, depth, batch_size, show_progress_bar)
     from_bm25 = _ranked(bm25, dataset, depth, batch_size, show_progress_bar)
     known = {(qid, doc): score for qid, hits in from_dense.items() for doc, score in hits}
+    relevant = {qid: _relevant(dataset, qid) for qid in from_dense.keys() | from_bm25.keys()}
     candidates: dict[str, list[str]] = {}
-    for qid in from_dense.keys() | from_bm25.keys():
-        relevant = _relevant(dataset, qid)
-        rankings = [[doc for doc, _ in hits.get(qid, []) if doc not in relevant and doc != qid]
-                    for hits in (from_dense, from_bm25)]  # fmt: skip
+    for qid, judged in relevant.items():
+        rankings = [_unjudged(hits.get(qid, []), judged, qid) for hits in (from_dense, from_bm25)]
         interleaved = (doc for pair in itertools.zip_longest(*rankings) for doc in pair if doc is not None)
         candidates[qid] = list(dict.fromkeys(interleaved))
     # dense scores of the relevant passages and of the BM25 candidates the dense ranking did not reach
-    needed = {(qid, doc) for qid in candidates for doc in _relevant(dataset, qid) if doc in dataset.corpus}
-    needed |= {(qid, doc) for qid, docs in candidates.items() for doc in docs if (qid, doc) not in known}
+    needed = {(qid, doc) for qid, judged in relevant.items() for doc in judged if doc in dataset.corpus}
+    needed |= {(qid, doc) for qid, docs in candidates.items() for doc in docs}
     scores = {**known, **dense_scores(dense, dataset, needed - known.keys(), batch_size)}
     negatives = {}
     for qid, docs in candidates.items():
-        positive = [scores[(qid, doc)] for doc in _relevant(dataset, qid) if (qid, doc) in scores]
+        positive = [scores[(qid, doc)] for doc in relevant[qid] if (qid, doc) in scores]
         ceiling = min(positive) - margin if positive else float("inf")
         negatives[qid] = [doc for doc in docs if scores[(qid, doc)] < ceiling][:depth]
     return negatives

@@ -15,21 +15,10 @@ import json
 import re
 from pathlib import Path
 
-DATASETS = ("scifact", "msmarco-dl19-5k")
+from collect_seeds import DATASETS, paired, per_query  # the same folder: run as a script
+
 REFERENCE = "pt2-nodrop"
 ORDER = ("ict-pre", "ict", "title-pre", "title", "unified")
-
-
-def per_query(prefix: Path, dataset: str) -> dict[str, float]:
-    return json.loads(Path(f"{prefix}.{dataset}.json").read_text())["per_query"]["NDCG@10"]
-
-
-def paired(base: dict[str, float], this: dict[str, float]) -> tuple[float, float]:
-    from scipy.stats import ttest_rel
-
-    queries = sorted(base)
-    a, b = [base[q] for q in queries], [this.get(q, 0.0) for q in queries]
-    return (sum(b) - sum(a)) / len(a), float(ttest_rel(b, a).pvalue)
 
 
 def reference_of(seed: int, seed_runs: Path, seed42: Path) -> Path:
